@@ -8,18 +8,18 @@ __all__ = ['PREDICTIONS', 'Schedule', 'linear_schedule', 'quadratic_schedule', '
            'prediction_target', 'oracle_model', 'diffusion_loss', 'sample_ddpm', 'ddim_steps', 'sample_ddim',
            'repeat_hypotheses', 'split_hypotheses', 'aggregate_mean', 'aggregate_median']
 
-# %% ../nbs/10_diffusion.ipynb #4595777a
+# %% ../nbs/10_diffusion.ipynb #7c6817f1
 import math
 from dataclasses import dataclass, fields, replace
 
-# %% ../nbs/10_diffusion.ipynb #2704f1e6
+# %% ../nbs/10_diffusion.ipynb #7b254926
 import numpy as np
 import torch
 
-# %% ../nbs/10_diffusion.ipynb #96c81fb7
+# %% ../nbs/10_diffusion.ipynb #a60c8b4e
 from .core import is_tensor
 
-# %% ../nbs/10_diffusion.ipynb #476ed683
+# %% ../nbs/10_diffusion.ipynb #333c62ec
 @dataclass(frozen=True, eq=False, repr=False)
 class Schedule:
     "The tables of a discrete diffusion schedule: float64 tensors of shape (T,), indexed by the step index t = 0..T-1."
@@ -66,7 +66,7 @@ class Schedule:
                    posterior_mean_coef_x0=abp.sqrt() * b / (1 - ab), posterior_mean_coef_xt=a.sqrt() * (1 - abp) / (1 - ab),
                    name=name)
 
-# %% ../nbs/10_diffusion.ipynb #b9c54ec6
+# %% ../nbs/10_diffusion.ipynb #08cd702a
 def linear_schedule(T:int, # number of steps
                     beta_start:float=1e-4, # β of the first step
                     beta_end:float=0.02, # β of the last step
@@ -97,7 +97,7 @@ def _check_T(T):
         raise ValueError(f'T must be a positive integer number of steps, got {T!r}.')
     return int(T)
 
-# %% ../nbs/10_diffusion.ipynb #f1478f6c
+# %% ../nbs/10_diffusion.ipynb #1f155955
 def make_schedule(name:str='cosine', # 'linear', 'quad' (or 'quadratic') or 'cosine'
                   T:int=50, # number of steps (DiffHPE: 50)
                   **kw, # passed on to the constructor
@@ -113,7 +113,7 @@ def make_schedule(name:str='cosine', # 'linear', 'quad' (or 'quadratic') or 'cos
         return cosine_schedule(T, **kw)
     raise ValueError(f"unknown schedule {name!r}: use 'linear', 'quad' or 'cosine'.")
 
-# %% ../nbs/10_diffusion.ipynb #47031f98
+# %% ../nbs/10_diffusion.ipynb #c7936769
 def _at(table, t, x):
     "`table[t]` in `x`'s dtype and device, shaped (B, 1, ..., 1) to broadcast against x (B, ...)."
     t = torch.as_tensor(t)
@@ -127,7 +127,7 @@ def _at(table, t, x):
     if v.ndim > x.ndim: raise ValueError(f't has shape {tuple(t.shape)}, too many dimensions for x of shape {tuple(x.shape)}.')
     return v.reshape(tuple(v.shape) + (1,) * (x.ndim - v.ndim))
 
-# %% ../nbs/10_diffusion.ipynb #284685b1
+# %% ../nbs/10_diffusion.ipynb #eda4e23f
 def q_sample(x0:torch.Tensor, # (B, ...) clean data
              t, # (B,) LongTensor or int: the step index of each sample
              noise:torch.Tensor|None, # (B, ...) the ε to use; None draws it
@@ -138,7 +138,7 @@ def q_sample(x0:torch.Tensor, # (B, ...) clean data
     if noise is None: noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
     return _at(schedule.sqrt_alpha_bar, t, x0) * x0 + _at(schedule.sqrt_one_minus_alpha_bar, t, x0) * noise
 
-# %% ../nbs/10_diffusion.ipynb #dfe43257
+# %% ../nbs/10_diffusion.ipynb #8f2b2e18
 def posterior_mean_variance(x0:torch.Tensor, # (B, ...) clean data (or its prediction)
                             x_t:torch.Tensor, # (B, ...) the noisy data at step t
                             t, # (B,) LongTensor or int: step indices
@@ -148,7 +148,7 @@ def posterior_mean_variance(x0:torch.Tensor, # (B, ...) clean data (or its predi
     mean = _at(schedule.posterior_mean_coef_x0, t, x_t) * x0 + _at(schedule.posterior_mean_coef_xt, t, x_t) * x_t
     return mean, _at(schedule.posterior_variance, t, x_t)
 
-# %% ../nbs/10_diffusion.ipynb #9d84be74
+# %% ../nbs/10_diffusion.ipynb #5ff0ce1a
 def eps_to_x0(x_t, t, eps, schedule:Schedule)->torch.Tensor:
     "x0 = (x_t - √(1-ᾱ_t) ε) / √ᾱ_t (B, ...)."
     return (x_t - _at(schedule.sqrt_one_minus_alpha_bar, t, x_t) * eps) / _at(schedule.sqrt_alpha_bar, t, x_t)
@@ -169,7 +169,7 @@ def v_to_eps(x_t, t, v, schedule:Schedule)->torch.Tensor:
     "ε = √(1-ᾱ_t) x_t + √ᾱ_t v (B, ...)."
     return _at(schedule.sqrt_one_minus_alpha_bar, t, x_t) * x_t + _at(schedule.sqrt_alpha_bar, t, x_t) * v
 
-# %% ../nbs/10_diffusion.ipynb #b0743cee
+# %% ../nbs/10_diffusion.ipynb #eaf5abee
 PREDICTIONS = ('eps', 'x0', 'v')
 
 def _check_prediction(prediction):
@@ -192,7 +192,7 @@ def prediction_target(x0, eps, t, schedule:Schedule, prediction:str='eps')->torc
     "What a network of kind `prediction` should output for x_t made from `x0` and `eps` (B, ...)."
     return {'eps': lambda: eps, 'x0': lambda: x0, 'v': lambda: v_target(x0, eps, t, schedule)}[_check_prediction(prediction)]()
 
-# %% ../nbs/10_diffusion.ipynb #70ab5ff1
+# %% ../nbs/10_diffusion.ipynb #11177329
 def oracle_model(x0:torch.Tensor, # (B, ...) the clean data the oracle knows (broadcastable to x_t)
                  schedule:Schedule,
                  prediction:str='eps', # what it returns: 'eps', 'x0' or 'v'
@@ -204,7 +204,7 @@ def oracle_model(x0:torch.Tensor, # (B, ...) the clean data the oracle knows (br
         return prediction_target(x, x0_to_eps(x_t, t, x, schedule), t, schedule, prediction)
     return model
 
-# %% ../nbs/10_diffusion.ipynb #13ad4305
+# %% ../nbs/10_diffusion.ipynb #874fc3d8
 def diffusion_loss(model, # `model(x_t, t) -> (B, ...)`, the network's prediction of kind `prediction`
                    x0:torch.Tensor, # (B, ...) clean data
                    schedule:Schedule,
@@ -231,7 +231,7 @@ def diffusion_loss(model, # `model(x_t, t) -> (B, ...)`, the network's predictio
     loss = (w * losses).mean()
     return (loss, losses) if per_sample else loss
 
-# %% ../nbs/10_diffusion.ipynb #91c05931
+# %% ../nbs/10_diffusion.ipynb #6fff147d
 def _check_x(x_T):
     if not is_tensor(x_T) or not x_T.is_floating_point():
         raise ValueError(f'x_T must be a floating torch tensor (B, ...), got {type(x_T).__name__}'
@@ -248,7 +248,7 @@ def _predict(model, x, t:int, sab:float, s1ab:float, prediction:str):
 
 def _noise(x, generator): return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
 
-# %% ../nbs/10_diffusion.ipynb #0039fa96
+# %% ../nbs/10_diffusion.ipynb #6ce0fd4e
 def sample_ddpm(model, # `model(x_t, t) -> (B, ...)`, t a LongTensor (B,) of step indices
                 x_T:torch.Tensor, # (B, ...) the starting noise, N(0, I); hypotheses may ride in B
                 schedule:Schedule,
@@ -273,7 +273,7 @@ def sample_ddpm(model, # `model(x_t, t) -> (B, ...)`, t a LongTensor (B,) of ste
             x = x_next
     return x
 
-# %% ../nbs/10_diffusion.ipynb #4f773cd8
+# %% ../nbs/10_diffusion.ipynb #31e8d12e
 def ddim_steps(T:int, # number of steps of the schedule
                n:int, # how many to keep, 1..T
               )->list:
@@ -293,7 +293,7 @@ def _steps(steps, T):
                          'e.g. sorted(set(steps)).')
     return s
 
-# %% ../nbs/10_diffusion.ipynb #e752c015
+# %% ../nbs/10_diffusion.ipynb #1fe14d47
 def sample_ddim(model, # `model(x_t, t) -> (B, ...)`, t a LongTensor (B,) of step indices
                 x_T:torch.Tensor, # (B, ...) the starting noise, N(0, I); hypotheses may ride in B
                 schedule:Schedule,
@@ -322,7 +322,7 @@ def sample_ddim(model, # `model(x_t, t) -> (B, ...)`, t a LongTensor (B,) of ste
             x = x_next
     return x
 
-# %% ../nbs/10_diffusion.ipynb #78104de0
+# %% ../nbs/10_diffusion.ipynb #fc81ed43
 def _check_H(H):
     if isinstance(H, bool) or not isinstance(H, (int, np.integer)) or H < 1:
         raise ValueError(f'H, the number of hypotheses, must be a positive integer, got {H!r}.')
@@ -343,7 +343,7 @@ def split_hypotheses(x, # (B*H, ...) array or tensor, from a batch made with `re
     if x.shape[0] % H: raise ValueError(f'the batch of {x.shape[0]} is not a multiple of H={H}: was it made with repeat_hypotheses(x, {H})?')
     return x.reshape(x.shape[0] // H, H, *x.shape[1:])
 
-# %% ../nbs/10_diffusion.ipynb #203da9fa
+# %% ../nbs/10_diffusion.ipynb #60f62d27
 def _hyp_axis(h, dim):
     if h.ndim < 2: raise ValueError(f'hypotheses must have shape (B, H, ..., 3), got {tuple(h.shape)}.')
     return dim % h.ndim
@@ -355,7 +355,7 @@ def aggregate_mean(h, # (B, H, L, J, 3) hypotheses, array or tensor
     d = _hyp_axis(h, dim)
     return h.mean(d) if is_tensor(h) else np.asarray(h).mean(d)
 
-# %% ../nbs/10_diffusion.ipynb #8a55750b
+# %% ../nbs/10_diffusion.ipynb #be689931
 def _coordinate_median(h, d):
     "Mean of the middle value(s) along `d`, like np.median, for arrays and tensors."
     s = h.sort(d)[0] if is_tensor(h) else np.sort(h, d)
