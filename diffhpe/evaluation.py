@@ -127,7 +127,6 @@ def score_predictions(windows:EvalWindows, # the evaluation windows the predicti
                       settings:dict=None, # recorded in the result
                      )->EvalResult:
     "Metrics of window predictions, assembled into sequences, grouped by action and subject."
-    true = np.stack([windows.sequences[s].x_3d[f] for s, f in zip(windows.seq, windows.frames)])
     per_seq = windows.assemble(pred)
     cols = {k: [] for k in FRAME_METRICS}
     groups = {k: {'action': [], 'subject': []} for k in FRAME_METRICS}
