@@ -113,6 +113,9 @@ class MixSTE(nn.Module):
         if depth < 1: raise ValueError(f'depth must be at least 1, got {depth}.')
         self.n_joints, self.seq_len, self.in_chans, self.embed_dim = n_joints, seq_len, in_chans, embed_dim
         self.depth, self.out_dim = depth, out_dim
+        self.config = dict(n_joints=n_joints, seq_len=seq_len, in_chans=in_chans, embed_dim=embed_dim, depth=depth, num_heads=num_heads,
+                           mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop_rate=drop_rate, attn_drop_rate=attn_drop_rate,
+                           drop_path_rate=drop_path_rate, out_dim=out_dim)  # the arguments: checkpoints store them to rebuild the model
         self.Spatial_pos_embed = nn.Parameter(torch.zeros(1, n_joints, embed_dim))
         self.Temporal_pos_embed = nn.Parameter(torch.zeros(1, seq_len, embed_dim))
         self.Spatial_patch_to_embedding = nn.Linear(in_chans, embed_dim)

@@ -255,14 +255,16 @@ def _atomic_write(path:Path, write):
         raise
 
 # %% ../nbs/12_models.ipynb #30681920
-def save_checkpoint(model:DiffHPE2D, # the model to save
+def save_checkpoint(model:nn.Module, # the model to save: a DiffHPE model, or any module whose `config` is its arguments as a dict (MixSTE)
                     path_dir, # the checkpoint directory (created if needed)
                     extra:dict=None, # JSON-serialisable metadata kept in config.json (training steps, data, metrics...)
                    )->Path: # the directory
     "Write `model.safetensors` and `config.json` into `path_dir`, each atomically."
     from safetensors.torch import save_file
-    if not isinstance(model, DiffHPE2D): raise ValueError(f'expected a DiffHPE2D model, got {type(model).__name__}.')
-    meta = {'format': CHECKPOINT_FORMAT, 'class': type(model).__name__, 'config': asdict(model.config), 'extra': extra or {}}
+    cfg = getattr(model, 'config', None)
+    if not isinstance(cfg, (DiffHPEConfig, dict)):
+        raise ValueError(f'{type(model).__name__} has no `config` (a DiffHPEConfig, or a dict of its arguments): the checkpoint could not rebuild it.')
+    meta = {'format': CHECKPOINT_FORMAT, 'class': type(model).__name__, 'config': asdict(cfg) if isinstance(cfg, DiffHPEConfig) else cfg, 'extra': extra or {}}
     try: text = json.dumps(meta, indent=1)
     except TypeError as e: raise ValueError(f'`extra` must be JSON-serialisable (numbers, strings, lists, dicts): {e}.') from None
     d = Path(path_dir)
@@ -282,6 +284,8 @@ def read_checkpoint_config(path_dir, # a checkpoint directory written by `save_c
     except (json.JSONDecodeError, UnicodeDecodeError) as e: raise ValueError(f'{p} is not valid JSON ({e}): the checkpoint is corrupt.') from None
     if not isinstance(meta, dict) or meta.get('format') != CHECKPOINT_FORMAT or 'config' not in meta:
         raise ValueError(f'{p} is not a diffhpe checkpoint configuration (expected format {CHECKPOINT_FORMAT!r}).')
+    if not isinstance(meta['config'], dict) or 'variant' not in meta['config']:
+        raise ValueError(f'{p} holds a {meta.get("class")} model, not a DiffHPE model: load it with `diffhpe.wrapper.load_model`.')
     return DiffHPEConfig.from_dict(meta['config']), meta.get('extra', {})
 
 # %% ../nbs/12_models.ipynb #30618091
