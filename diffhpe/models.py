@@ -54,6 +54,7 @@ class DiffHPEConfig:
     embed_channels:int = 64 # DiffHPE-Wrapper only: width of the linear embedding w_θ of the noisy 3D
     conditioner:dict|None = None # DiffHPE-Wrapper only: the MixSTE arguments (see the Wrapper chapter)
     use_visibility:bool = False # also feed the visibility mask as a 6th input channel (off in the paper)
+    x2d_scale:float|None = None # None: the 2D as given (paper); s: each frame's 2D centred on its visible joints and divided by s
 
     def __post_init__(self):
         if self.variant not in VARIANTS: raise ValueError(f'variant must be one of {VARIANTS}, got {self.variant!r}.')
@@ -74,6 +75,8 @@ class DiffHPEConfig:
         if not (isinstance(self.x_scale, (int, float)) and math.isfinite(self.x_scale) and self.x_scale > 0):
             raise ValueError(f'x_scale must be a positive number of metres (1.0: raw metres; ~0.26: unit-variance CMU/H36M poses), got {self.x_scale!r}.')
         if not isinstance(self.use_visibility, bool): raise ValueError(f'use_visibility must be True or False, got {self.use_visibility!r}.')
+        if self.x2d_scale is not None and not (isinstance(self.x2d_scale, (int, float)) and math.isfinite(self.x2d_scale) and self.x2d_scale > 0):
+            raise ValueError(f'x2d_scale must be None (raw 2D) or a positive number (~0.1: unit-spread normalised screen coordinates), got {self.x2d_scale!r}.')
 
     @property
     def in_channels(self)->int:
@@ -138,6 +141,10 @@ def condition(self:DiffHPE2D, x_2d, # (B, L, J, 2) normalised 2D keypoints, arra
             _check_window(visible, 'visible', c.seq_len, c.n_joints, None)
             vis = torch.as_tensor(visible).to(device=self.device).bool().to(x.dtype)
             x = x * vis[..., None]
+        if c.x2d_scale is not None:  # centre each frame on its visible joints, then scale: the pose's shape at unit spread
+            w = vis[..., None]
+            centre = (x * w).sum(-2, keepdim=True) / w.sum(-2, keepdim=True).clamp(min=1)
+            x = (x - centre) / c.x2d_scale * w
         return torch.cat([x, vis[..., None]], -1) if c.use_visibility else x
 
 # %% ../nbs/12_models.ipynb #fda53a19
