@@ -43,6 +43,7 @@ class DiffHPEWrapper(DiffHPE2D):
         super().__init__(config, **overrides)
         c = self.config
         if c.variant != 'diffhpe-wrapper': raise ValueError(f"DiffHPEWrapper needs variant='diffhpe-wrapper' (use `wrapper_config`), got {c.variant!r}.")
+        if c.x2d_scale is not None: raise ValueError('x2d_scale must be None for the Wrapper: its MixSTE reads the 2D as it was trained on (raw normalised screen coordinates).')
         if conditioner is None: conditioner = MixSTE(**c.conditioner, out_dim=None)
         arch = {k: getattr(conditioner, k, None) for k in ('embed_dim', 'seq_len', 'n_joints')}
         if (arch['embed_dim'], arch['seq_len']) != (c.conditioner['embed_dim'], c.seq_len):
