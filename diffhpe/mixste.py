@@ -107,15 +107,18 @@ class MixSTE(nn.Module):
                  drop_rate:float=0., # dropout after the position embeddings, in the MLPs and after attention projections
                  attn_drop_rate:float=0., # dropout on attention weights
                  drop_path_rate:float=0.1, # stochastic depth of the last round (linear from 0 in the first)
+                 x2d_scale:float|None=None, # None: the 2D as given (MixSTE); s: each frame centred on its non-hidden joints and divided by s
                  out_dim:int|None=3, # output coordinates; None: no final Linear (the head is its LayerNorm only)
                 ):
         super().__init__()
         if depth < 1: raise ValueError(f'depth must be at least 1, got {depth}.')
         self.n_joints, self.seq_len, self.in_chans, self.embed_dim = n_joints, seq_len, in_chans, embed_dim
         self.depth, self.out_dim = depth, out_dim
+        if x2d_scale is not None and not x2d_scale > 0: raise ValueError(f'x2d_scale must be None or a positive number (e.g. 0.1), got {x2d_scale!r}.')
+        self.x2d_scale = x2d_scale
         self.config = dict(n_joints=n_joints, seq_len=seq_len, in_chans=in_chans, embed_dim=embed_dim, depth=depth, num_heads=num_heads,
                            mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop_rate=drop_rate, attn_drop_rate=attn_drop_rate,
-                           drop_path_rate=drop_path_rate, out_dim=out_dim)  # the arguments: checkpoints store them to rebuild the model
+                           drop_path_rate=drop_path_rate, out_dim=out_dim, x2d_scale=x2d_scale)  # the arguments: checkpoints store them to rebuild the model
         self.Spatial_pos_embed = nn.Parameter(torch.zeros(1, n_joints, embed_dim))
         self.Temporal_pos_embed = nn.Parameter(torch.zeros(1, seq_len, embed_dim))
         self.Spatial_patch_to_embedding = nn.Linear(in_chans, embed_dim)
@@ -165,6 +168,10 @@ def _check_input(self:MixSTE, x_2d):
 
 def _trunk(self:MixSTE, x_2d): # (B, L, J, in_chans), already checked
     "Token features (B, L, J, C) after all spatial/temporal rounds, before the head."
+    if self.x2d_scale is not None:  # hidden keypoints arrive at (0, 0): centre on the others and keep them at 0
+        shown = (x_2d[..., :2] != 0).any(-1, keepdim=True).to(x_2d.dtype)
+        centre = (x_2d[..., :2] * shown).sum(-2, keepdim=True) / shown.sum(-2, keepdim=True).clamp(min=1)
+        x_2d = torch.cat([(x_2d[..., :2] - centre) / self.x2d_scale * shown, x_2d[..., 2:]], -1)
     z = self.embed(x_2d)
     for i in range(self.depth):
         z = self.spatial(z, i)

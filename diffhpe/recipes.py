@@ -38,7 +38,7 @@ MODEL_PRESETS = {
     'h36m': {'mixste': dict(_MIXSTE_ARCH, drop_rate=0.1, drop_path_rate=0.1),
              'diffhpe-2d': dict(channels=64, n_blocks=16, dropout=0.032, prediction='eps', x_scale=1.0),
              'diffhpe-wrapper': dict(channels=64, n_blocks=16, dropout=0.2704, prediction='eps', x_scale=1.0)},
-    'cpu': {'mixste': dict(embed_dim=32, depth=4, num_heads=4, mlp_ratio=2., qkv_bias=True, drop_rate=0., drop_path_rate=0.),
+    'cpu': {'mixste': dict(embed_dim=32, depth=4, num_heads=4, mlp_ratio=2., qkv_bias=True, drop_rate=0., drop_path_rate=0., x2d_scale=0.1),
             'diffhpe-2d': dict(_FAST, x2d_scale=0.1), 'diffhpe-wrapper': dict(_FAST)},
 }
 

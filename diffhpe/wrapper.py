@@ -89,7 +89,7 @@ def from_mixste(cls:DiffHPEWrapper, mixste:MixSTE, # a (pre-trained) MixSTE, wit
     "A Wrapper conditioned on a copy of `mixste`'s weights (its final Linear dropped), frozen."
     if not isinstance(mixste, MixSTE): raise ValueError(f'from_mixste needs a MixSTE, got {type(mixste).__name__}: load one with `load_model`.')
     sd = {k: v for k, v in mixste.state_dict().items() if not k.startswith('head.1.')}
-    arch = {k: mixste.config[k] for k in MIXSTE_REFERENCE}  # the architecture; dropout rates do not matter once frozen
+    arch = {k: v for k, v in mixste.config.items() if k not in ('drop_rate', 'attn_drop_rate', 'drop_path_rate', 'out_dim')}  # frozen: no dropout
     cond = MixSTE(**arch, out_dim=None)
     cond.load_state_dict(sd, strict=True)
     return cls(wrapper_config(conditioner=arch, **{'seq_len': arch['seq_len'], **fields}), conditioner=cond)
