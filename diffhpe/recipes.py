@@ -160,7 +160,7 @@ def run_evaluation(path, # a checkpoint or run folder, a pretrained name, or a m
                    mode:str='cover', # 'cover' (every frame once) or 'official' (the reference's windows)
                    seed:int=0, # seeds the sampling noise and the occlusions
                    splits:dict=None, # already loaded splits
-                   batch_size:int=64, # windows per batch
+                   batch_size:int=16, # windows per batch (x H rows per denoiser call: small batches run faster on a CPU)
                   ):
     "Score a trained model on a split: an `EvalResult` with per-action tables and the overall averages (mm)."
     if split not in ('test', 'validation'): raise ValueError(f"split must be 'test' or 'validation', got {split!r}.")
