@@ -6,18 +6,18 @@
 __all__ = ['MODELS', 'PRESETS', 'MODEL_PRESETS', 'DATASETS', 'recipe_train_config', 'build_model', 'load_splits', 'mpjpe_probe',
            'run_training', 'run_evaluation']
 
-# %% ../nbs/21_recipes.ipynb #81e1687b
+# %% ../nbs/21_recipes.ipynb #027eaacf
 import json
 import math
 import time
 from dataclasses import asdict
 from pathlib import Path
 
-# %% ../nbs/21_recipes.ipynb #9a0f5c1a
+# %% ../nbs/21_recipes.ipynb #c36b454a
 import numpy as np
 import torch
 
-# %% ../nbs/21_recipes.ipynb #cafcd907
+# %% ../nbs/21_recipes.ipynb #fcbf1a56
 from .benchmark import benchmark_splits
 from .data import split_h36m
 from .windows import TrainWindows, EvalWindows
@@ -27,7 +27,7 @@ from .wrapper import DiffHPEWrapper, MIXSTE_REFERENCE, load_model
 from .evaluation import evaluate
 from .training import train, train_preset, TrainConfig, dist_info
 
-# %% ../nbs/21_recipes.ipynb #44b98af7
+# %% ../nbs/21_recipes.ipynb #0525977e
 MODELS = ('mixste', 'diffhpe-2d', 'diffhpe-wrapper')
 PRESETS = ('cpu', 'h36m')
 _SHORT = {'mixste': 'mixste', 'diffhpe-2d': 'diffhpe-2d', 'diffhpe-wrapper': 'wrapper'}
@@ -53,7 +53,7 @@ def recipe_train_config(model:str, # a name in `MODELS`
     _check_choice('model', model, MODELS); _check_choice('preset', preset, PRESETS)
     return train_preset(f'{preset}-{_SHORT[model]}', **changes)
 
-# %% ../nbs/21_recipes.ipynb #dc9a0ee1
+# %% ../nbs/21_recipes.ipynb #b2c42f1f
 def build_model(model:str, # a name in `MODELS`
                 preset:str='cpu', # a name in `PRESETS`
                 seq_len:int=27, # L, frames per window
@@ -71,7 +71,7 @@ def build_model(model:str, # a name in `MODELS`
     if mix.seq_len != seq_len: raise ValueError(f'the conditioner takes windows of {mix.seq_len} frames, not seq_len={seq_len}: pass seq_len={mix.seq_len}.')
     return DiffHPEWrapper.from_mixste(mix, **args)
 
-# %% ../nbs/21_recipes.ipynb #40324a76
+# %% ../nbs/21_recipes.ipynb #22f6fd38
 DATASETS = ('cmu', 'h36m')
 
 def load_splits(data:str='cmu', # 'cmu' (embedded benchmark) or 'h36m' (your files)
@@ -84,7 +84,7 @@ def load_splits(data:str='cmu', # 'cmu' (embedded benchmark) or 'h36m' (your fil
     if data_dir is None: raise ValueError('data="h36m" needs data_dir=, the folder with your VideoPose3D-format .npz files (Human3.6M cannot be shipped).')
     return split_h36m(data_dir, keypoints)
 
-# %% ../nbs/21_recipes.ipynb #b41330c7
+# %% ../nbs/21_recipes.ipynb #5b40e48c
 def mpjpe_probe(windows, # validation windows (`EvalWindows`)
                 n_windows:int=128, # windows scored, evenly spread
                 batch_size:int=64, # windows per batch
@@ -109,7 +109,7 @@ def mpjpe_probe(windows, # validation windows (`EvalWindows`)
         return float((torch.cat(preds) - x_3d).norm(dim=-1).mean() * 1000)
     return probe
 
-# %% ../nbs/21_recipes.ipynb #582cc679
+# %% ../nbs/21_recipes.ipynb #5ed519de
 def run_training(model:str, # a name in `MODELS`
                  out_dir, # the run folder
                  data:str='cmu', # a name in `DATASETS`
@@ -145,7 +145,7 @@ def run_training(model:str, # a name in `MODELS`
         (out/'recipe.json').write_text(json.dumps(recipe | {'max_minutes': cfg.max_minutes}, indent=1))
     return train(net, train_w, val_w, cfg, out, resume=resume, log=log, eval_fn=mpjpe_probe(val_w))
 
-# %% ../nbs/21_recipes.ipynb #038678e0
+# %% ../nbs/21_recipes.ipynb #02f5d361
 def run_evaluation(path, # a checkpoint or run folder, a pretrained name, or a model
                    data:str='cmu', # a name in `DATASETS`
                    split:str='test', # 'test' or 'validation' (never select models on 'test')
