@@ -4,10 +4,10 @@
 
 # %% auto #0
 __all__ = ['BENCH_MODELS', 'DDIM_STEPS', 'REFERENCE_SPEED', 'BENCH_COLUMNS', 'SAMPLER_SETTINGS', 'reference_way_sample',
-           'CallCounter', 'count_calls', 'time_runs', 'peak_memory', 'bench_model', 'BenchReport', 'format_table',
-           'bench', 'bench_accuracy', 'pick_sampler', 'bench_command', 'add_parser']
+           'CallCounter', 'count_calls', 'Timings', 'time_runs', 'peak_memory', 'bench_model', 'BenchReport',
+           'format_table', 'bench', 'bench_accuracy', 'pick_sampler', 'bench_command', 'add_parser']
 
-# %% ../nbs/80_bench.ipynb #1c095a10
+# %% ../nbs/80_bench.ipynb #d08c10a3
 import argparse
 import csv
 import itertools
@@ -22,18 +22,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# %% ../nbs/80_bench.ipynb #1dba0032
+# %% ../nbs/80_bench.ipynb #5a5a4e5d
 import torch
 
-# %% ../nbs/80_bench.ipynb #000adc5e
+# %% ../nbs/80_bench.ipynb #8ce781e0
 from .diffusion import pred_to_eps_x0
 from .graph import n_params
-from .models import DiffHPE2D, DiffHPEConfig, save_checkpoint
+from .models import DiffHPE2D, DiffHPEConfig
 from .mixste import MixSTE
 from .wrapper import DiffHPEWrapper, MIXSTE_REFERENCE, PRETRAINED, wrapper_config, pretrained_dir, load_model
 from .training import resolve_device
+from .recipes import run_evaluation, load_splits
 
-# %% ../nbs/80_bench.ipynb #f188cfd3
+# %% ../nbs/80_bench.ipynb #6447099e
 def reference_way_sample(model:DiffHPE2D, # a DiffHPE2D or DiffHPEWrapper
                          x_2d, # (B, L, J, 2) normalised 2D windows, array or tensor
                          visible=None, # (B, L, J) bool visibility mask (None: all visible)
@@ -72,7 +73,7 @@ def reference_way_sample(model:DiffHPE2D, # a DiffHPE2D or DiffHPEWrapper
             return torch.stack(hyps, 1) * c.x_scale
     finally: model.train(was_training)
 
-# %% ../nbs/80_bench.ipynb #fedd8008
+# %% ../nbs/80_bench.ipynb #052c3476
 class CallCounter:
     "The number of forward calls seen by a hook (`n`)."
     def __init__(self): self.n = 0
@@ -88,30 +89,37 @@ def count_calls(module:torch.nn.Module, # the module whose forward calls are cou
     try: yield counter
     finally: handle.remove()
 
-# %% ../nbs/80_bench.ipynb #e132f915
+# %% ../nbs/80_bench.ipynb #8a7a6d56
 def _sync(device):
     "Wait for the device's queued work (CUDA, MPS); nothing on the CPU."
     d = torch.device(device) if device is not None else torch.device('cpu')
     if d.type == 'cuda': torch.cuda.synchronize(d)
     elif d.type == 'mps': torch.mps.synchronize()
 
+@dataclass
+class Timings:
+    "Seconds of each timed call: wall clock (`wall`) and CPU time of the process, all threads (`cpu`)."
+    wall: list
+    cpu: list
+    def median(self, basis:str='wall')->float: return statistics.median(self.wall if basis == 'wall' else self.cpu)
+
 def time_runs(fn, # called with no arguments
               repeats:int=5, # timed calls
               warmup:int=1, # untimed calls first
               device=None, # the device `fn` runs on (for synchronisation)
-             )->list: # seconds of each timed call
-    "Wall-clock seconds of `repeats` calls of `fn`, after `warmup` untimed ones."
+             )->Timings:
+    "Wall-clock and CPU seconds of `repeats` calls of `fn`, after `warmup` untimed ones."
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1: raise ValueError(f'repeats must be a positive integer, got {repeats!r}.')
     if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0: raise ValueError(f'warmup must be an integer >= 0, got {warmup!r}.')
     for _ in range(warmup): fn()
-    out = []
+    out = Timings([], [])
     for _ in range(repeats):
-        _sync(device); t0 = time.perf_counter()
+        _sync(device); t0, c0 = time.perf_counter(), time.process_time()
         fn()
-        _sync(device); out.append(time.perf_counter() - t0)
+        _sync(device); out.wall.append(time.perf_counter() - t0); out.cpu.append(time.process_time() - c0)
     return out
 
-# %% ../nbs/80_bench.ipynb #1ade7db0
+# %% ../nbs/80_bench.ipynb #a77c7f1e
 @contextmanager
 def _quiet_stderr():
     "Silence file descriptor 2 (the profiler's C++ log lines); Python exceptions still propagate."
@@ -140,7 +148,7 @@ def peak_memory(fn, # called once, with no arguments
     events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events() if e.name() == '[memory]')
     return int(max([0, *itertools.accumulate(b for _, b in events)]))
 
-# %% ../nbs/80_bench.ipynb #951fc684
+# %% ../nbs/80_bench.ipynb #caff1e36
 BENCH_MODELS = ('diffhpe-2d', 'diffhpe-wrapper')
 
 def bench_model(variant:str, # 'diffhpe-2d' or 'diffhpe-wrapper'
@@ -156,13 +164,13 @@ def bench_model(variant:str, # 'diffhpe-2d' or 'diffhpe-wrapper'
         return DiffHPEWrapper(wrapper_config(conditioner=dict(MIXSTE_REFERENCE, seq_len=seq_len, **(mixste or {})), seq_len=seq_len, **overrides))
     raise ValueError(f'variant must be one of {BENCH_MODELS}, got {variant!r}.')
 
-# %% ../nbs/80_bench.ipynb #b42e723d
+# %% ../nbs/80_bench.ipynb #984bf5bd
 DDIM_STEPS = (1, 2, 5, 10, 25)
 REFERENCE_SPEED = {  # seconds, the reference code on this project's machine (reference notes §10, run 3): CPU, 2 threads, batch 4 x 27 frames
     'diffhpe-2d': {'train step': 0.299, 'denoiser call': 0.079, 'sample DDPM-50': 18.3},
     'diffhpe-wrapper': {'train step': 0.341, 'denoiser call': 0.103, 'sample DDPM-50': 25.7},
 }
-BENCH_COLUMNS = ('model', 'L', 'measure', 'batch', 'calls', 'cond passes', 'seconds', 'ms/window', 'windows/s',
+BENCH_COLUMNS = ('model', 'L', 'measure', 'batch', 'calls', 'cond passes', 'seconds', 'cpu s', 'ms/window', 'windows/s',
                  'x MixSTE', 'x ref way', 'ref file s', 'peak MB')
 
 @dataclass
@@ -175,7 +183,8 @@ class BenchReport:
     def table(self, columns=BENCH_COLUMNS)->str:
         "The speed rows as a plain-text table, under a header saying how they were measured."
         head = [f"device {self.info['device']} ({self.info['device_name']}), torch {self.info['torch']}, {self.info['threads']} torch thread(s); "
-                f"medians of {self.info['repeats']} runs ({self.info['sample_repeats']} for sampling) after warm-up",
+                f"medians of {self.info['repeats']} runs ({self.info['sample_repeats']} for sampling) after warm-up; "
+                f"derived columns from {'wall-clock' if self.info['basis'] == 'wall' else 'CPU'} time",
                 *[f'{k}: {v:,} parameters ({self.info["trainable"][k]:,} trainable)' for k, v in self.info['parameters'].items()]]
         return '\n'.join(head) + '\n\n' + format_table(self.rows, columns)
 
@@ -216,13 +225,15 @@ def format_table(rows:list, # dicts
     line = lambda vals: '  '.join(v.ljust(w) if i < 3 else v.rjust(w) for i, (v, w) in enumerate(zip(vals, widths))).rstrip()
     return '\n'.join([line(cols)] + [line(row) for row in cells])
 
-# %% ../nbs/80_bench.ipynb #1f2a5f90
-def _row(model, L, measure, batch, times, **extra)->dict:
-    s = statistics.median(times)
-    return dict(model=model, L=L, measure=measure, batch=batch, seconds=s, **{'ms/window': 1000 * s / batch, 'windows/s': batch / s},
-                **{'min s': min(times), 'runs': len(times)}, **extra)
+# %% ../nbs/80_bench.ipynb #7de5b9e0
+def _row(model, L, measure, batch, tm:Timings, basis, **extra)->dict:
+    s = tm.median(basis)
+    return dict(model=model, L=L, measure=measure, batch=batch, seconds=tm.median('wall'), **{'cpu s': tm.median('cpu'),
+                'ms/window': 1000 * s / batch, 'windows/s': batch / s, 'min s': min(tm.wall), 'runs': len(tm.wall)}, **extra)
 
-def _train_rows(model, name, L, batches, repeats, warmup, dev, memory, gen):
+def _basis(row, basis): return row['seconds'] if basis == 'wall' else row['cpu s']
+
+def _train_rows(model, name, L, batches, repeats, warmup, dev, memory, gen, basis):
     "Train-step rows: forward, backward and Adam step on random windows of each batch size."
     rows, c = [], model.config
     for b in batches:
@@ -236,33 +247,33 @@ def _train_rows(model, name, L, batches, repeats, warmup, dev, memory, gen):
             opt.step()
         times = time_runs(step, repeats, max(warmup, 1), dev)  # the first step allocates Adam's state
         mem = peak_memory(step, dev) / 2 ** 20 if memory else None
-        rows.append(_row(name, L, 'train step', b, times, **{'peak MB': mem}))
+        rows.append(_row(name, L, 'train step', b, times, basis, **{'peak MB': mem}))
         del opt
     model.eval()
     return rows
 
 def _ratio(a, b): return None if a is None or b is None else a / b
 
-def _bench_one(model, name, L, batch, H, ddim_steps, train_batches, repeats, sample_repeats, warmup, dev, memory, reference_way, mix_s, gen):
+def _bench_one(model, name, L, batch, H, ddim_steps, train_batches, repeats, sample_repeats, warmup, dev, memory, reference_way, mix_s, gen, basis):
     "All rows of one model: train steps, denoiser calls, sampling (ours, the reference's way, DDIM), with call counts and peaks."
     c, rows = model.config, []
-    rows += _train_rows(model, name, L, train_batches, repeats, warmup, dev, memory, gen)
+    rows += _train_rows(model, name, L, train_batches, repeats, warmup, dev, memory, gen, basis)
     x2 = torch.randn(batch, L, c.n_joints, 2, generator=gen).to(dev) * 0.2
     cond = model.condition(x2)
     for b in (batch, batch * H):
         cb = cond.repeat_interleave(b // batch, 0)
         xt, tt = torch.randn(b, L, c.n_joints, 3, generator=gen).to(dev), torch.full((b,), c.T // 2, device=dev)
         with torch.inference_mode(): times = time_runs(lambda: model(xt, tt, cb), repeats, warmup, dev)
-        rows.append(_row(name, L, 'denoiser call', b, times, calls=1))
+        rows.append(_row(name, L, 'denoiser call', b, times, basis, calls=1))
     cond_layer = model.conditioner.Spatial_patch_to_embedding if isinstance(model, DiffHPEWrapper) else None
     g = torch.Generator(dev)
     def sampling(measure, fn, warm=None):
         if warm is not None: time_runs(warm, 1, 0, dev)
         with count_calls(model.denoiser) as den, (count_calls(cond_layer) if cond_layer is not None else _nothing()) as cnd:
             times = time_runs(fn, sample_repeats, 0, dev)
-        n = len(times)
-        return _row(name, L, measure, batch, times, calls=den.n // n, **{'cond passes': cnd.n // n if cnd is not None else None,
-                                                                         'x MixSTE': statistics.median(times) / mix_s})
+        n = len(times.wall)
+        return _row(name, L, measure, batch, times, basis, calls=den.n // n, **{'cond passes': cnd.n // n if cnd is not None else None,
+                                                                                'x MixSTE': times.median(basis) / mix_s})
     T = c.T
     ours = sampling(f'sample DDPM-{T}', lambda: model.sample(x2, n_hypotheses=H, generator=g.manual_seed(0)),
                     warm=lambda: model.sample(x2, n_hypotheses=H, sampler='ddim', steps=1, generator=g.manual_seed(0)))
@@ -276,7 +287,7 @@ def _bench_one(model, name, L, batch, H, ddim_steps, train_batches, repeats, sam
             with torch.inference_mode(): ref['peak MB'] = peak_memory(lambda: model(xt, tt, model.condition(x2)), dev) / 2 ** 20
     ddim = [sampling(f'sample DDIM-{k}', lambda k=k: model.sample(x2, n_hypotheses=H, sampler='ddim', steps=k, generator=g.manual_seed(0)))
             for k in ddim_steps if k <= T]
-    for r in [ours] + ([ref] if ref else []) + ddim: r['x ref way'] = _ratio(ref['seconds'] if ref else None, r['seconds'])
+    for r in [ours] + ([ref] if ref else []) + ddim: r['x ref way'] = _ratio(_basis(ref, basis) if ref else None, _basis(r, basis))
     rows += [ours] + ([ref] if ref else []) + ddim
     file = REFERENCE_SPEED.get(name, {}) if (L, T, H) == (27, 50, 5) else {}
     for r in rows:
@@ -288,7 +299,7 @@ def _bench_one(model, name, L, batch, H, ddim_steps, train_batches, repeats, sam
 @contextmanager
 def _nothing(): yield None
 
-# %% ../nbs/80_bench.ipynb #4883615c
+# %% ../nbs/80_bench.ipynb #d1579a9c
 def _device_name(d:torch.device)->str:
     if d.type == 'cuda': return torch.cuda.get_device_name(d)
     try:
@@ -310,6 +321,7 @@ def bench(models=BENCH_MODELS, # which of 'diffhpe-2d', 'diffhpe-wrapper'
           device='auto', # 'auto' (CUDA when available), 'cpu', 'cuda', ...
           memory:bool=True, # measure peak memory
           reference_way:bool=True, # also time sampling the reference's way
+          basis:str='wall', # the time the derived columns use: 'wall' clock, or 'cpu' time of the process (steadier on a busy machine; one thread only)
           model_args:dict=None, # DiffHPEConfig fields to change (e.g. a tiny model to try the benchmark)
           mixste_args:dict=None, # MixSTE arguments to change (the Wrapper's conditioner and the MixSTE row)
           seed:int=0, # for the random inputs
@@ -322,15 +334,20 @@ def bench(models=BENCH_MODELS, # which of 'diffhpe-2d', 'diffhpe-wrapper'
         if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise ValueError(f'{name} must be a positive integer, got {v!r}.')
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ValueError(f'threads must be a positive integer or None, got {threads!r}.')
+    if basis not in ('wall', 'cpu'): raise ValueError(f"basis must be 'wall' or 'cpu', got {basis!r}.")
     say = log or (lambda *a, **k: None)
     dev = resolve_device(device)
+    if memory and dev.type not in ('cpu', 'cuda'):
+        say(f'peak memory is measured on CPU and CUDA devices only, not {dev.type}: skipped'); memory = False
     old_threads = torch.get_num_threads()
     if threads is not None: torch.set_num_threads(threads)
     try:
+        if basis == 'cpu' and torch.get_num_threads() > 1:
+            raise ValueError(f"basis='cpu' sums the CPU time of all threads; run with threads=1 (now {torch.get_num_threads()}) or use basis='wall'.")
         gen = torch.Generator().manual_seed(seed)
         info = dict(device=str(dev), device_name=_device_name(dev), threads=torch.get_num_threads(), torch=torch.__version__,
                     python=platform.python_version(), platform=platform.platform(), date=time.strftime('%Y-%m-%d %H:%M'),
-                    batch=batch, n_hypotheses=n_hypotheses, repeats=repeats, sample_repeats=sample_repeats, warmup=warmup,
+                    batch=batch, n_hypotheses=n_hypotheses, basis=basis, repeats=repeats, sample_repeats=sample_repeats, warmup=warmup,
                     memory='CUDA max_memory_allocated' if dev.type == 'cuda' else 'torch.profiler CPU allocation events' if memory else None,
                     parameters={}, trainable={})
         rows = []
@@ -338,8 +355,8 @@ def bench(models=BENCH_MODELS, # which of 'diffhpe-2d', 'diffhpe-wrapper'
             mix = MixSTE(**dict(MIXSTE_REFERENCE, seq_len=L, **(mixste_args or {}))).to(dev).eval()
             x2 = torch.randn(batch, L, 17, 2, generator=gen).to(dev) * 0.2
             with torch.inference_mode(): times = time_runs(lambda: mix(x2), repeats, warmup, dev)
-            rows.append(_row('mixste', L, 'MixSTE forward', batch, times, **{'x MixSTE': 1.}))
-            mix_s = rows[-1]['seconds']
+            rows.append(_row('mixste', L, 'MixSTE forward', batch, times, basis, **{'x MixSTE': 1.}))
+            mix_s = _basis(rows[-1], basis)
             info['parameters'][f'mixste L={L}'] = info['trainable'][f'mixste L={L}'] = n_params(mix)
             del mix
             for name in models:
@@ -348,13 +365,13 @@ def bench(models=BENCH_MODELS, # which of 'diffhpe-2d', 'diffhpe-wrapper'
                 info['parameters'][f'{name} L={L}'] = n_params(model)
                 info['trainable'][f'{name} L={L}'] = sum(p.numel() for p in model.parameters() if p.requires_grad)
                 rows += _bench_one(model, name, L, batch, n_hypotheses, ddim_steps, train_batches, repeats, sample_repeats,
-                                   warmup, dev, memory, reference_way, mix_s, gen)
+                                   warmup, dev, memory, reference_way, mix_s, gen, basis)
                 say(f'{name} L={L}: measured in {time.perf_counter() - t0:.0f} s')
                 del model
         return BenchReport(rows, info)
     finally: torch.set_num_threads(old_threads)
 
-# %% ../nbs/80_bench.ipynb #0b54e861
+# %% ../nbs/80_bench.ipynb #0fb2a76a
 SAMPLER_SETTINGS = (('ddpm', None), ('ddim', 25), ('ddim', 10), ('ddim', 5), ('ddim', 2), ('ddim', 1))
 
 def _checkpoint_dir(path):
@@ -375,7 +392,6 @@ def bench_accuracy(checkpoints:dict=None, # {label: checkpoint/run folder, pretr
                    log=print, # progress and skip messages (None: silent)
                   )->list: # one dict per (model, setting)
     "MPJPE, symmetry gap, segment std (mm) and seconds of trained checkpoints for each sampler setting."
-    from diffhpe.recipes import run_evaluation, load_splits
     say = log or (lambda *a, **k: None)
     checkpoints = {name: name for name in ('diffhpe-2d', 'diffhpe-wrapper')} if checkpoints is None else checkpoints
     rows = []
@@ -421,14 +437,14 @@ def pick_sampler(rows:list, # from `bench_accuracy`
         out[label] = min(ok, key=lambda r: (r['calls'], r['MPJPE'])) if ok else None
     return out
 
-# %% ../nbs/80_bench.ipynb #351827eb
+# %% ../nbs/80_bench.ipynb #3d818937
 def bench_command(args:argparse.Namespace):
     "Run `diffhpe bench` with the parsed arguments: print the speed table (and the accuracy table), write --out."
     if args.quick: args.repeats, args.sample_repeats, args.train_batches = 3, 1, [4]
     tiny = dict(model_args=dict(channels=8, n_blocks=1), mixste_args=dict(embed_dim=8, depth=1, num_heads=2)) if args.tiny else {}
     rep = bench(models=args.models, seq_lens=args.seq_lens, batch=args.batch, n_hypotheses=args.hypotheses, train_batches=args.train_batches,
                 repeats=args.repeats, sample_repeats=args.sample_repeats, threads=args.threads, device=args.device,
-                memory=args.memory, reference_way=args.reference_way, **tiny)
+                memory=args.memory, reference_way=args.reference_way, basis=args.basis, **tiny)
     print(rep)
     if args.accuracy:
         ck = {'diffhpe-2d': args.checkpoint_2d or 'diffhpe-2d', 'diffhpe-wrapper': args.checkpoint_wrapper or 'diffhpe-wrapper'}
@@ -463,6 +479,8 @@ def add_parser(subparsers, # the object returned by `ArgumentParser.add_subparse
     p.add_argument('--quick', action='store_true', help='3 repeats, each sampler timed once, training at batch 4 only')
     p.add_argument('--threads', type=int, default=None, help='torch threads (default: torch\'s choice, usually all cores)')
     p.add_argument('--device', default='auto', help='auto (CUDA when available), cpu, cuda, ... (default: %(default)s)')
+    p.add_argument('--basis', choices=('wall', 'cpu'), default='wall',
+                   help='time behind the derived columns: wall clock, or the process\'s CPU time (steadier on a busy machine; needs --threads 1) (default: %(default)s)')
     p.add_argument('--memory', action=argparse.BooleanOptionalAction, default=True, help='measure peak tensor memory (default: on)')
     p.add_argument('--reference-way', action=argparse.BooleanOptionalAction, default=True, help='also time sampling the reference\'s way (default: on)')
     p.add_argument('--accuracy', action=argparse.BooleanOptionalAction, default=True,
