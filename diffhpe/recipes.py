@@ -131,6 +131,8 @@ def run_training(model:str, # a name in `MODELS`
     recipe = dict(model=model, data=data, preset=preset, keypoints=keypoints, data_dir=None if data_dir is None else str(data_dir),
                   conditioner=None if conditioner is None or isinstance(conditioner, torch.nn.Module) else str(conditioner),
                   seq_len=seq_len, occlusion=occlusion, model_args=model_args or {}, train_args=train_args or {})
+    if not resume and (out/'last'/'state.pt').exists():
+        raise ValueError(f'{out} already holds a training run: pass resume=True (--resume) to continue it, or choose another out_dir.')
     if resume and (out/'recipe.json').is_file():
         saved = json.loads((out/'recipe.json').read_text())
         if {k: v for k, v in saved.items() if k != 'max_minutes'} != recipe:
