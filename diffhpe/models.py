@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['VARIANTS', 'SCHEDULES', 'MODEL_CLASSES', 'SAMPLERS', 'AGGREGATIONS', 'CHECKPOINT_FORMAT', 'REFERENCE_CONFIG',
            'DiffHPEConfig', 'DiffHPE2D', 'aggregate_medoid', 'save_checkpoint', 'read_checkpoint_config',
-           'load_checkpoint', 'load_reference_checkpoint']
+           'load_checkpoint', 'read_reference_state_dict', 'load_reference_checkpoint']
 
 # %% ../nbs/12_models.ipynb #5e36c13e
 import json
@@ -328,16 +328,20 @@ def load_checkpoint(path_dir, # a checkpoint directory written by `save_checkpoi
 REFERENCE_CONFIG = dict(variant='diffhpe-2d', dropout=0.032, T=50, schedule='cosine', beta_start=1e-4, beta_end=0.5,
                         prediction='eps', x_scale=1.0, use_visibility=False)
 
+def read_reference_state_dict(path, # a reference `model.pth`, or its state dict (returned as it is)
+                             )->dict:
+    "The state dict of a reference checkpoint, read with `weights_only=True`, with clear errors for a missing or corrupt file."
+    if isinstance(path, dict): return path
+    p = Path(path)
+    if not p.is_file(): raise FileNotFoundError(f'{p} not found: pass the path of a reference model.pth.')
+    try: return torch.load(p, map_location='cpu', weights_only=True)
+    except Exception as e: raise ValueError(f'{p} could not be read by torch.load ({type(e).__name__}: {e}): the file is truncated, corrupt, or not a state dict.') from None
+
 def load_reference_checkpoint(path, # a reference `model.pth` (or its state dict)
                               **config_overrides, # DiffHPEConfig fields to change (e.g. T, dropout)
                              )->DiffHPE2D: # in evaluation mode
     "A DiffHPE2D with the weights of a reference DiffHPE-2D checkpoint."
-    if isinstance(path, dict): sd = path
-    else:
-        p = Path(path)
-        if not p.is_file(): raise FileNotFoundError(f'{p} not found: pass the path of a reference model.pth.')
-        try: sd = torch.load(p, map_location='cpu', weights_only=True)
-        except Exception as e: raise ValueError(f'{p} could not be read by torch.load ({type(e).__name__}: {e}): the file is truncated, corrupt, or not a state dict.') from None
+    sd = read_reference_state_dict(path)
     ours, others = convert_reference_state_dict(sd)
     arch = reference_denoiser_config(ours)
     if arch['in_channels'] == 128 or any(str(k).startswith(('conditioning.', 'module.conditioning.')) for k in others):

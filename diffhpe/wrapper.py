@@ -18,7 +18,7 @@ from torch import nn
 
 # %% ../nbs/14_wrapper.ipynb #5334cbae
 from .graph import GCNDenoiser, convert_reference_state_dict, reference_denoiser_config, load_reference_denoiser, n_params
-from .models import DiffHPEConfig, DiffHPE2D, MODEL_CLASSES, CHECKPOINT_FORMAT, _load_strict, load_checkpoint
+from .models import DiffHPEConfig, DiffHPE2D, MODEL_CLASSES, CHECKPOINT_FORMAT, _load_strict, load_checkpoint, read_reference_state_dict
 from .mixste import MixSTE, freeze, load_mixste_checkpoint, mixste_config
 
 # %% ../nbs/14_wrapper.ipynb #9911e606
@@ -102,11 +102,7 @@ def load_reference_wrapper(path, # a reference Wrapper `model.pth`, or its state
                            **config_overrides, # DiffHPEConfig fields to change (not the shapes)
                           )->DiffHPEWrapper: # in evaluation mode
     "A DiffHPEWrapper with the weights of a reference DiffHPE-Wrapper checkpoint."
-    if isinstance(path, dict): sd = path
-    else:
-        p = Path(path)
-        if not p.is_file(): raise FileNotFoundError(f'{p} not found: pass the path of a reference Wrapper model.pth.')
-        sd = torch.load(p, map_location='cpu', weights_only=True)
+    sd = read_reference_state_dict(path)
     ours, others = convert_reference_state_dict(sd)
     others = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in others.items()}
     enc = {k.split('data_enc.')[1]: v for k, v in others.items() if k.startswith('conditioning.data_enc.')}
