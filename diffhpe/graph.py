@@ -55,15 +55,20 @@ class PreAggGraphConv(nn.Module):
         bound = 1 / math.sqrt(self.in_features)
         nn.init.uniform_(self.bias, -bound, bound)
 
+    def joint_major(self, xj): # (J, N, F_in) node features, joints first
+        "The convolution on joint-major features: (J, N, F_in) -> (J, N, F_out), two batched products and one aggregation."
+        J, N = xj.shape[:2]
+        neigh = torch.bmm(xj, self.weight[1])  # (J, N, F_out): x_j W_1[j]
+        agg = torch.mm(self.a_neigh, neigh.reshape(J, -1)).reshape(J, N, -1) + self.bias  # sum_j≠i Â_ij x_j W_1[j] + b
+        return torch.baddbmm(agg, xj, self.weight[0] * self.a_self[:, None, None])  # + Â_ii x_i W_0[i]
+
     def forward(self, x): # (..., J, F_in) node features
         "Convolve node features `x` (..., J, F_in) into (..., J, F_out)."
         J, f_in = self.n_joints, self.in_features
         if tuple(x.shape[-2:]) != (J, f_in):
             raise ValueError(f'PreAggGraphConv expects node features (..., {J}, {f_in}), got {tuple(x.shape)}.')
-        xj = x.reshape(-1, J, f_in).transpose(0, 1)  # (J, N, F_in): one batched product per joint
-        h = torch.matmul(xj, self.weight)  # (2, J, N, F_out): x_j W_0[j] and x_j W_1[j]
-        out = self.a_self[:, None, None] * h[0] + (self.a_neigh @ h[1].reshape(J, -1)).reshape(h[1].shape)
-        return (out.transpose(0, 1) + self.bias).reshape(*x.shape[:-1], self.out_features)
+        out = self.joint_major(x.reshape(-1, J, f_in).transpose(0, 1))
+        return out.transpose(0, 1).reshape(*x.shape[:-1], self.out_features)
 
     def extra_repr(self): return f'{self.in_features}, {self.out_features}, joints={self.n_joints}'
 
@@ -80,11 +85,15 @@ class GraphConvBlock(nn.Module):
         self.bn = nn.BatchNorm1d(out_features)
         self.dropout = nn.Dropout(dropout)
 
+    def _post(self, h): return self.dropout(F.relu(self.bn(h.reshape(-1, h.shape[-1])).reshape(h.shape)))
+
+    def joint_major(self, xj): # (J, N, F_in)
+        "Joint-major features (J, N, F_in) -> (J, N, F_out)."
+        return self._post(self.gconv.joint_major(xj))
+
     def forward(self, x): # (..., J, F_in)
         "Node features (..., J, F_in) -> (..., J, F_out)."
-        h = self.gconv(x)
-        h = self.bn(h.reshape(-1, h.shape[-1])).reshape(h.shape)
-        return self.dropout(F.relu(h))
+        return self._post(self.gconv(x))
 
 # %% ../nbs/11_graph.ipynb #88f2a070
 H36M_JOINT_GROUPS = ((2, 3), (5, 6), (1, 4), (0, 7), (8, 9, 10), (15, 16), (12, 13), (11, 14))
@@ -119,22 +128,25 @@ class GraphNonLocal(nn.Module):
             if m.bias is not None: nn.init.zeros_(m.bias)
         nn.init.zeros_(self.out_bn.weight); nn.init.zeros_(self.out_bn.bias)
 
-    def _pooled(self, lin, xs):
-        "`lin(xs)` max-pooled over consecutive runs of `pool` positions (a trailing remainder is dropped)."
-        m = self.n_joints // self.pool
-        return lin(xs)[..., :m * self.pool, :].unflatten(-2, (m, self.pool)).amax(-2)
+    def joint_major(self, x): # (J, N, C) node features, joints first
+        "Joint-major features (J, N, C) -> (J, N, C)."
+        m, c = self.n_joints // self.pool, self.inter
+        w_theta, w_phi = self.affinity.weight[0].split(c)
+        a = x @ (self.theta.weight.t() @ w_theta) + self.theta.bias @ w_theta  # (J, N): w_θ·θ_i, θ folded into one vector
+        keys = x[self.order[:m * self.pool]]  # (M·pool, N, C) in grouped order
+        pg = F.linear(keys, torch.cat([self.phi.weight, self.g.weight]), torch.cat([self.phi.bias, self.g.bias]))
+        phi, g = pg.unflatten(0, (m, self.pool)).amax(1).split(c, -1)  # (M, N, C') each, pooled over pairs
+        f = F.relu(a.t()[:, :, None] + (phi @ w_phi).t()[:, None, :]).contiguous()  # (N, J, M); strided, bmm would loop over N
+        y = torch.bmm(f, g.transpose(0, 1).contiguous()).transpose(0, 1) / m  # (J, N, C'): sum_m f_im g_m / M
+        z = self.out(y)
+        return x + self.out_bn(z.reshape(-1, self.channels)).reshape(z.shape)
 
     def forward(self, x): # (..., J, C)
         "Node features (..., J, C) -> (..., J, C)."
         if tuple(x.shape[-2:]) != (self.n_joints, self.channels):
             raise ValueError(f'GraphNonLocal expects (..., {self.n_joints}, {self.channels}), got {tuple(x.shape)}.')
-        xs = x[..., self.order, :]
-        theta, phi, g = self.theta(xs), self._pooled(self.phi, xs), self._pooled(self.g, xs)  # (.., J, C'), (.., M, C')
-        w_theta, w_phi = self.affinity.weight[0].split(self.inter)
-        f = F.relu((theta @ w_theta)[..., :, None] + (phi @ w_phi)[..., None, :])  # (..., J, M)
-        z = self.out(f @ g / g.shape[-2])
-        z = self.out_bn(z.reshape(-1, self.channels)).reshape(z.shape)
-        return x + z[..., self.restore, :]
+        xj = x.reshape(-1, self.n_joints, self.channels).transpose(0, 1)
+        return self.joint_major(xj).transpose(0, 1).reshape(x.shape)
 
     def extra_repr(self): return f'{self.channels}, joints={self.n_joints}, pool={self.pool}'
 
@@ -199,23 +211,34 @@ class GCNResidualBlock(nn.Module):
         self.gate_proj = _kaiming_linear(nn.Linear(channels, 2 * channels))
         self.out_proj = _kaiming_linear(nn.Linear(channels, 2 * channels))
 
+    def joint_major(self, h, # (J, B, L, C) hidden window, joints first
+                    e, # (B, step_dim) or (1, step_dim) step embedding
+                   ):
+        "Return ((h + residual)/√2, skip), both (J, B, L, C): the block in the layout its graph layers work in."
+        J, B, L, C = h.shape
+        y = h + self.step_proj(e)[None, :, None, :]
+        if self.time_gcn is not None:  # nodes = joints, features = frames: one graph per (window, channel)
+            y = self.time_gcn.joint_major(y.transpose(2, 3).reshape(J, B * C, L)).view(J, B, C, L).transpose(2, 3)
+        if self.feature_gcn is not None:  # nodes = joints, features = channels: one graph per (window, frame)
+            y = self.feature_gcn.joint_major(y.reshape(J, B * L, C)).view(J, B, L, C)
+        if self.non_local is not None: y = self.non_local.joint_major(y.reshape(J, B * L, C)).view(J, B, L, C)
+        gate, filt = self.gate_proj(y).chunk(2, -1)
+        residual, skip = self.out_proj(torch.sigmoid(gate) * (2 * torch.sigmoid(2 * filt) - 1)).chunk(2, -1)  # tanh(b) = 2σ(2b) - 1
+        return (h + residual) / math.sqrt(2), skip
+
+    def check(self, shape):
+        "Refuse a (B, L, J, C) window the block was not built for."
+        if tuple(shape[1:]) != (self.seq_len, self.n_joints, self.channels):
+            raise ValueError(f'GCNResidualBlock was built for (B, {self.seq_len}, {self.n_joints}, {self.channels}) windows, '
+                             f'got {tuple(shape)}: windows must have the length the model was built for.')
+
     def forward(self, h, # (B, L, J, C) hidden window
                 e, # (B, step_dim) or (1, step_dim) step embedding
                ):
         "Return ((h + residual)/√2, skip), both (B, L, J, C)."
-        B, L, J, C = h.shape
-        if (L, J, C) != (self.seq_len, self.n_joints, self.channels):
-            raise ValueError(f'GCNResidualBlock was built for (B, {self.seq_len}, {self.n_joints}, {self.channels}) windows, '
-                             f'got {tuple(h.shape)}: windows must have the length the model was built for.')
-        y = h + self.step_proj(e)[:, None, None, :]
-        if self.time_gcn is not None:  # nodes = joints, features = frames: (B*C, J, L)
-            yt = self.time_gcn(y.permute(0, 3, 2, 1).reshape(B * C, J, L))
-            y = yt.reshape(B, C, J, L).permute(0, 3, 2, 1)
-        if self.feature_gcn is not None: y = self.feature_gcn(y)  # nodes = joints, features = channels
-        if self.non_local is not None: y = self.non_local(y)
-        gate, filt = self.gate_proj(y).chunk(2, -1)
-        residual, skip = self.out_proj(torch.sigmoid(gate) * torch.tanh(filt)).chunk(2, -1)
-        return (h + residual) / math.sqrt(2), skip
+        self.check(h.shape)
+        h_next, skip = self.joint_major(h.permute(2, 0, 1, 3), e)
+        return h_next.permute(1, 2, 0, 3), skip.permute(1, 2, 0, 3)
 
 # %% ../nbs/11_graph.ipynb #dc277408
 def n_params(module:nn.Module)->int:
@@ -259,12 +282,12 @@ class GCNDenoiser(nn.Module):
         e = self.step_embedding(t)
         if len(e) not in (1, len(x_in)):
             raise ValueError(f't must hold one step or one per window: got {len(e)} steps for a batch of {len(x_in)}.')
-        h = F.relu(self.input_proj(x_in))
+        h = F.relu(self.input_proj(x_in)).permute(2, 0, 1, 3).contiguous()  # (J, B, L, C): joint-major through the blocks
         skip = 0
         for block in self.blocks:
-            h, s = block(h, e)
+            h, s = block.joint_major(h, e)
             skip = skip + s
-        return self.head2(F.relu(self.head1(skip / math.sqrt(len(self.blocks)))))
+        return self.head2(F.relu(self.head1(skip / math.sqrt(len(self.blocks))))).permute(1, 2, 0, 3).contiguous()
 
 # %% ../nbs/11_graph.ipynb #5a9ca790
 _BLOCK = r'residual_layers\.(\d+)\.'

@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['MODELS', 'PRESETS', 'MODEL_PRESETS', 'DATASETS', 'recipe_train_config', 'build_model', 'load_splits', 'mpjpe_probe',
-           'run_training', 'run_evaluation']
+           'init_weights', 'run_training', 'run_evaluation']
 
 # %% ../nbs/21_recipes.ipynb #027eaacf
 import json
@@ -109,6 +109,27 @@ def mpjpe_probe(windows, # validation windows (`EvalWindows`)
         return float((torch.cat(preds) - x_3d).norm(dim=-1).mean() * 1000)
     return probe
 
+# %% ../nbs/21_recipes.ipynb #275c5cb6
+def _source(x):
+    "How a run's recipe records a path or name (None for None and for a model in memory)."
+    return None if x is None or isinstance(x, torch.nn.Module) else str(x)
+
+def init_weights(net:torch.nn.Module, # the model about to be trained (from `build_model`)
+                 source, # a model of the same kind and architecture, its checkpoint/run folder, or a pretrained name
+                )->torch.nn.Module: # `net`, holding the source's weights
+    "Copy a trained model's weights into `net` to fine-tune it; a Wrapper keeps its own frozen conditioner."
+    src = source if isinstance(source, torch.nn.Module) else load_model(source)
+    if type(src) is not type(net):
+        raise ValueError(f'cannot start a {type(net).__name__} from a {type(src).__name__} ({_source(source) or "model"}): give a checkpoint of the same model.')
+    keep = 'conditioner.' if isinstance(net, DiffHPEWrapper) else '\0'
+    state = {k: v for k, v in src.state_dict().items() if not k.startswith(keep)}
+    mine = {k: v for k, v in net.state_dict().items() if not k.startswith(keep)}
+    wrong = [f'{k}: {tuple(v.shape)} here, {tuple(state[k].shape)} there' for k, v in mine.items() if k in state and v.shape != state[k].shape]
+    wrong += [f'{k} only in one of them' for k in sorted(set(mine) ^ set(state))]
+    if wrong: raise ValueError(f'{_source(source) or "the source"} has another architecture ({"; ".join(wrong[:3])}): build the model with the same preset and model_args.')
+    net.load_state_dict(state, strict=False)
+    return net
+
 # %% ../nbs/21_recipes.ipynb #5ed519de
 def run_training(model:str, # a name in `MODELS`
                  out_dir, # the run folder
@@ -121,6 +142,7 @@ def run_training(model:str, # a name in `MODELS`
                  resume:bool=False, # continue the run in `out_dir`
                  seq_len:int=27, # L
                  occlusion:str='none', # occlusion pattern of the training windows
+                 init=None, # start from these weights (fine-tuning): a model, checkpoint/run folder or pretrained name of the same kind
                  model_args:dict=None, # model arguments to change
                  train_args:dict=None, # TrainConfig fields to change
                  splits:dict=None, # already loaded splits (skips `load_splits`)
@@ -128,9 +150,9 @@ def run_training(model:str, # a name in `MODELS`
                 )->dict: # the trainer's summary
     "Train `model` with a preset on a dataset; the best validation checkpoint is `out_dir/best`."
     out = Path(out_dir)
-    recipe = dict(model=model, data=data, preset=preset, keypoints=keypoints, data_dir=None if data_dir is None else str(data_dir),
-                  conditioner=None if conditioner is None or isinstance(conditioner, torch.nn.Module) else str(conditioner),
+    recipe = dict(model=model, data=data, preset=preset, keypoints=keypoints, data_dir=_source(data_dir), conditioner=_source(conditioner),
                   seq_len=seq_len, occlusion=occlusion, model_args=model_args or {}, train_args=train_args or {})
+    if init is not None: recipe['init'] = _source(init) or 'a model in memory'
     if not resume and (out/'last'/'state.pt').exists():
         raise ValueError(f'{out} already holds a training run: pass resume=True (--resume) to continue it, or choose another out_dir.')
     if resume and (out/'recipe.json').is_file():
@@ -139,6 +161,7 @@ def run_training(model:str, # a name in `MODELS`
             raise ValueError(f'{out} was started with other settings ({saved}); resume with the same ones, or choose another out_dir.')
     cfg = recipe_train_config(model, preset, **({'max_minutes': max_minutes} if max_minutes is not None else {}), **(train_args or {}))
     net = build_model(model, preset, seq_len, conditioner, **(model_args or {}))
+    if init is not None and not (resume and (out/'last'/'state.pt').exists()): init_weights(net, init)
     splits = splits or load_splits(data, keypoints, data_dir)
     train_w = TrainWindows(splits['train'], seq_len, occlusion=occlusion, seed=cfg.seed)
     val_w = EvalWindows(splits['validation'], seq_len, occlusion=occlusion, seed=cfg.seed)
