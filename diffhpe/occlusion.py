@@ -7,6 +7,7 @@ __all__ = ['GRID_PATTERNS', 'SHORT_PATTERNS', 'GRID_EVAL', 'METRICS', 'grid_runs
            'occlusion_grid', 'grid_matrix', 'table4', 'format_table4', 'plot_grid', 'grid_command', 'add_parser']
 
 # %% ../nbs/32_occlusion.ipynb #87150610
+import argparse
 import json
 import time
 from pathlib import Path
@@ -214,7 +215,7 @@ def grid_command(args):
     return rows
 
 def add_parser(subparsers, # the object returned by `ArgumentParser.add_subparsers()`
-              )->'argparse.ArgumentParser':
+              )->argparse.ArgumentParser:
     "Add the `occlusion-grid` command to a command-line program; it runs `grid_command`."
     p = subparsers.add_parser('occlusion-grid', help="train MixSTE and DiffHPE-Wrapper under each occlusion pattern and test them on every pattern (Table 4, Figures 3-5)",
                               description=grid_command.__doc__, epilog='example: diffhpe occlusion-grid --out grid --max-minutes 5 --init-mixste mixste --init-wrapper diffhpe-wrapper --vanilla-mixste mixste')

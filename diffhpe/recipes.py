@@ -109,7 +109,7 @@ def mpjpe_probe(windows, # validation windows (`EvalWindows`)
         return float((torch.cat(preds) - x_3d).norm(dim=-1).mean() * 1000)
     return probe
 
-# %% ../nbs/21_recipes.ipynb #275c5cb6
+# %% ../nbs/21_recipes.ipynb #f28b7c76
 def _source(x):
     "How a run's recipe records a path or name (None for None and for a model in memory)."
     return None if x is None or isinstance(x, torch.nn.Module) else str(x)
