@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['BONE_NAMES', 'PAIR_NAMES', 'per_bone_symmetry', 'per_bone_length_std', 'per_joint_error', 'joint_errors',
            'hypothesis_spread', 'calibration_table', 'ranks', 'spearman', 'plot_per_bone', 'plot_calibration',
-           'bone_lengths']
+           'per_bone_coherence', 'bone_lengths']
 
 # %% ../nbs/31_coherence.ipynb #5db8febb
 import numpy as np
@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt
 from .core import to_numpy, check_pose
 from .skeleton import H36M_SKELETON
 from .metrics import bone_lengths, symmetry_gap, segment_length_std, mpjpe, p_mpjpe
+from .evaluation import predict_windows
 
 # %% ../nbs/31_coherence.ipynb #54a631c6
 BONE_NAMES = ('R hip', 'R thigh', 'R shin', 'L hip', 'L thigh', 'L shin', 'spine', 'thorax', 'neck', 'head',
@@ -172,3 +173,20 @@ def plot_calibration(spread, # (..., J) spreads, or a table from `calibration_ta
     ax.tick_params(labelsize=7); ax.legend(fontsize=7, frameon=False, loc='best')
     if title: ax.set_title(title, fontsize=9)
     return ax
+
+# %% ../nbs/31_coherence.ipynb #c0b1e002
+def per_bone_coherence(lifters:dict, # {name: a lifter, see `diffhpe.evaluation.lift_batch`}
+                       windows, # `EvalWindows` to lift; their ground truth is scored too, as 'motion capture'
+                       n_hypotheses:int=5, # H, for diffusion models (their mean is scored)
+                       batch_size:int=16, # windows per batch
+                       **sample_kw, # passed to the diffusion models' `sample` (sampler, steps, generator)
+                      )->dict: # {name: {'symmetry': [P], 'length_std': [B], 'MPJPE': mm}}, 'motion capture' first
+    "Per-pair symmetry gap and per-bone length std (mm) of each lifter's mean prediction on `windows`, beside the ground truth's."
+    gt = np.stack([windows[i]['x_3d'] for i in range(len(windows))])  # (W, L, J, 3)
+    out = {'motion capture': dict(symmetry=per_bone_symmetry(gt).tolist(), length_std=per_bone_length_std(gt).tolist(), MPJPE=0.)}
+    for name, lifter in lifters.items():
+        kw = dict(n_hypotheses=n_hypotheses, **sample_kw) if hasattr(lifter, 'sample') else {}
+        pred = predict_windows(lifter, windows, batch_size=batch_size, **kw).mean(1)
+        out[name] = dict(symmetry=per_bone_symmetry(pred).tolist(), length_std=per_bone_length_std(pred).tolist(),
+                         MPJPE=float(np.linalg.norm(pred - gt, axis=-1).mean() * 1000))
+    return out

@@ -25,7 +25,7 @@ from .models import DiffHPE2D, DiffHPEConfig
 from .mixste import MixSTE
 from .wrapper import DiffHPEWrapper, MIXSTE_REFERENCE, load_model
 from .evaluation import evaluate
-from .training import train, train_preset, TrainConfig, dist_info
+from .training import train, train_preset, TrainConfig, dist_info, seed_everything
 
 # %% ../nbs/21_recipes.ipynb #0525977e
 MODELS = ('mixste', 'diffhpe-2d', 'diffhpe-wrapper')
@@ -160,6 +160,7 @@ def run_training(model:str, # a name in `MODELS`
         if {k: v for k, v in saved.items() if k != 'max_minutes'} != recipe:
             raise ValueError(f'{out} was started with other settings ({saved}); resume with the same ones, or choose another out_dir.')
     cfg = recipe_train_config(model, preset, **({'max_minutes': max_minutes} if max_minutes is not None else {}), **(train_args or {}))
+    seed_everything(cfg.seed)  # the initial weights too: the same recipe gives the same model
     net = build_model(model, preset, seq_len, conditioner, **(model_args or {}))
     if init is not None and not (resume and (out/'last'/'state.pt').exists()): init_weights(net, init)
     splits = splits or load_splits(data, keypoints, data_dir)
