@@ -372,7 +372,8 @@ def bench(models=BENCH_MODELS, # which of 'diffhpe-2d', 'diffhpe-wrapper'
     finally: torch.set_num_threads(old_threads)
 
 # %% ../nbs/80_bench.ipynb #0fb2a76a
-SAMPLER_SETTINGS = (('ddpm', None), ('ddim', 25), ('ddim', 10), ('ddim', 5), ('ddim', 2), ('ddim', 1))
+SAMPLER_SETTINGS = (('ddpm', None, 0.), ('ddim', 25, 0.), ('ddim', 10, 0.), ('ddim', 5, 0.), ('ddim', 2, 0.), ('ddim', 1, 0.),
+                    ('ddim', 10, 1.), ('ddim', 5, 1.), ('ddim', 2, 1.))  # (sampler, steps, eta): DDIM deterministic, then with DDPM's noise
 
 def _checkpoint_dir(path):
     "The folder holding config.json for a checkpoint or run folder, or None when there is none."
@@ -384,7 +385,7 @@ def _checkpoint_dir(path):
 def bench_accuracy(checkpoints:dict=None, # {label: checkpoint/run folder, pretrained name or model}; None: the shipped 'diffhpe-2d' and 'diffhpe-wrapper'
                    every:int=13, # keep every k-th test sequence
                    n_hypotheses:int=5, # H
-                   settings=SAMPLER_SETTINGS, # (sampler, steps) pairs; steps None for DDPM
+                   settings=SAMPLER_SETTINGS, # (sampler, steps[, eta]); steps None for DDPM, eta 0 when left out
                    split:str='test', # 'test' or 'validation'
                    splits:dict=None, # already loaded splits (default: the embedded benchmark)
                    seed:int=0, # sampling seed, the same for every setting
@@ -407,13 +408,15 @@ def bench_accuracy(checkpoints:dict=None, # {label: checkpoint/run folder, pretr
         if not isinstance(model, DiffHPE2D): raise ValueError(f'{label} is a {type(model).__name__}: only diffusion models have sampler settings.')
         splits = splits or load_splits()
         T, base = model.config.T, None
-        for sampler, steps in settings:
+        for sampler, steps, *rest in settings:
+            eta = rest[0] if rest else 0.
             if sampler == 'ddim' and steps > T: continue
             t0 = time.perf_counter()
-            res = run_evaluation(model, split=split, every=every, sampler=sampler, steps=steps, n_hypotheses=n_hypotheses,
+            res = run_evaluation(model, split=split, every=every, sampler=sampler, steps=steps, eta=eta, n_hypotheses=n_hypotheses,
                                  seed=seed, splits=splits, batch_size=batch_size)
             o = res.overall
-            row = dict(model=label, sampler=f'DDPM-{T}' if sampler == 'ddpm' else f'DDIM-{steps}', calls=T if sampler == 'ddpm' else steps,
+            name = f'DDPM-{T}' if sampler == 'ddpm' else f'DDIM-{steps}' + (f' η={eta:g}' if eta else '')
+            row = dict(model=label, sampler=name, calls=T if sampler == 'ddpm' else steps,
                        MPJPE=o['MPJPE'], **{'Δ MPJPE': None, 'symmetry': o['symmetry'], 'seg std': o['seg std'],
                                             'seconds': time.perf_counter() - t0, 'windows': res.settings['windows']})
             if sampler == 'ddpm': base = row['MPJPE']

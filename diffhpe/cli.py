@@ -14,6 +14,7 @@ import numpy as np
 
 # %% ../nbs/90_cli.ipynb #0011ccf6
 from .core import parse_assignments
+from .models import SAMPLERS, DEFAULT_SAMPLING
 from .lifting import add_parser as add_lift_parser
 from .occlusion import add_parser as add_occlusion_parser
 from .bench import add_parser as add_bench_parser
@@ -59,7 +60,7 @@ def demo(out:str='diffhpe-demo', # folder for the figure and the animation
          seed:int=0, # seed of the synthetic detector noise and of the sampling
          every:int=15, # score every k-th test sequence (15: a quick look at all four cameras)
          n_hypotheses:int=5, # H (the paper: 5)
-         steps:int=10, # DDIM steps
+         steps:int=DEFAULT_SAMPLING['steps'], # DDIM steps (with the default eta)
         ):
     "Lift the embedded benchmark's test subjects with the shipped models: the paper's Table-2 comparison, a figure and a GIF."
     import torch
@@ -91,7 +92,7 @@ def demo(out:str='diffhpe-demo', # folder for the figure and the animation
             rows.append(_score_row(name, kp, r, time.time() - t1))
     n_seq = len(splits['gt']['test'][::every])
     print(f'Test subjects, {n_seq} of {len(splits["gt"]["test"])} sequences (every {every}th), mm; diffusion models: H={n_hypotheses}, '
-          f'DDIM {steps} steps, mean of the hypotheses. All models were trained on exact 2D; detected = SYNTHETIC detector noise.\n')
+          f'DDIM {steps} steps (eta {DEFAULT_SAMPLING["eta"]:g}), mean of the hypotheses. All models were trained on exact 2D; detected = SYNTHETIC detector noise.\n')
     print(_table(rows))
     if models:
         from diffhpe.lifting import lift
@@ -121,8 +122,9 @@ def evaluate_command(args):
     "`diffhpe evaluate`: score a checkpoint on a split and print the per-action table (mm)."
     from diffhpe.recipes import run_evaluation
     if args.threads: import torch; torch.set_num_threads(args.threads)
-    r = run_evaluation(args.checkpoint, args.data, args.split, args.keypoints, args.data_dir, args.hypotheses, args.sampler,
-                       None if args.sampler == 'ddpm' else args.steps, args.aggregation, args.every, args.occlusion, args.mode, args.seed)
+    r = run_evaluation(args.checkpoint, args.data, args.split, args.keypoints, args.data_dir, n_hypotheses=args.hypotheses, sampler=args.sampler,
+                       steps=None if args.sampler == 'ddpm' else args.steps, eta=None if args.sampler == 'ddpm' else args.eta,
+                       aggregation=args.aggregation, every=args.every, occlusion=args.occlusion, mode=args.mode, seed=args.seed)
     print(r.table())
     if args.csv: r.to_csv(args.csv); print(f'written: {args.csv}')
     return r
@@ -156,8 +158,9 @@ def _add_evaluate_parser(sub):
     e.add_argument('checkpoint', help='a checkpoint folder, a run folder (its best/ is used), or a pretrained name (mixste, diffhpe-2d, diffhpe-wrapper)')
     e.add_argument('--split', default='test', choices=['test', 'validation'], help='subjects to score (default: %(default)s)')
     e.add_argument('--hypotheses', type=int, default=5, help='H, hypotheses per window for diffusion models (default: %(default)s, as the paper)')
-    e.add_argument('--sampler', default='ddim', choices=['ddim', 'ddpm'], help='ddpm: all T steps (the paper); ddim: --steps steps (default: %(default)s)')
-    e.add_argument('--steps', type=int, default=10, help='DDIM steps (default: %(default)s)')
+    e.add_argument('--sampler', default=DEFAULT_SAMPLING['sampler'], choices=list(SAMPLERS), help='ddpm: all T steps (the paper); ddim: --steps steps (default: %(default)s)')
+    e.add_argument('--steps', type=int, default=DEFAULT_SAMPLING['steps'], help='DDIM steps (default: %(default)s)')
+    e.add_argument('--eta', type=float, default=DEFAULT_SAMPLING['eta'], help='DDIM noise: 0 deterministic, 1 as much as DDPM at each step (default: %(default)s)')
     e.add_argument('--aggregation', default='mean', choices=['mean', 'median', 'medoid'], help='how the H hypotheses become one pose (default: %(default)s)')
     e.add_argument('--every', type=int, default=1, help='keep every k-th test sequence, for a quick look (default: all)')
     e.add_argument('--mode', default='cover', choices=['cover', 'official'], help="cover: every frame once; official: the reference's windows (default: %(default)s)")
@@ -175,7 +178,7 @@ def _parser()->argparse.ArgumentParser:
     d.add_argument('--seed', type=int, default=0, help='seed of the synthetic detector noise and of the sampling (default: %(default)s)')
     d.add_argument('--every', type=int, default=15, help='score every k-th test sequence (default: %(default)s; 1 = all, slower)')
     d.add_argument('--hypotheses', type=int, default=5, help='H, hypotheses per window (default: %(default)s)')
-    d.add_argument('--steps', type=int, default=10, help='DDIM steps (default: %(default)s)')
+    d.add_argument('--steps', type=int, default=DEFAULT_SAMPLING['steps'], help='DDIM steps (default: %(default)s)')
     b = sub.add_parser('build-cmu', add_help=False, help='rebuild the embedded benchmark from the CMU archive (see `diffhpe build-cmu --help`)')
     b.add_argument('args', nargs=argparse.REMAINDER)
     _add_train_parser(sub); _add_evaluate_parser(sub); add_lift_parser(sub); add_occlusion_parser(sub); add_bench_parser(sub)

@@ -26,7 +26,7 @@ from fastcore.basics import patch
 from .core import is_tensor, to_numpy
 from .cameras import normalize_screen_coordinates
 from .skeleton import H36M_JOINT_NAMES
-from .models import SAMPLERS
+from .models import SAMPLERS, DEFAULT_SAMPLING
 from .evaluation import lift_batch
 from .wrapper import load_model, pretrained_dir
 
@@ -482,8 +482,9 @@ def lift(keypoints, # (T, 17, 2|3) pixels [, confidence]: an array, tensor, .npy
          keypoint_format:str='coco', # joint order: 'coco' (COCO-17, most detectors) or 'h36m' (Human3.6M-17)
          model='demo', # 'demo' (DiffHPE-Wrapper), 'demo-2d', 'demo-mixste', a checkpoint folder, or a model object
          n_hypotheses:int=5, # H, hypotheses per window (diffusion models; deterministic ones give 1)
-         sampler:str='ddim', # 'ddim' (fast, `steps` steps) or 'ddpm' (all T steps, the paper)
-         steps:int=10, # DDIM steps (ignored by 'ddpm')
+         sampler:str=DEFAULT_SAMPLING['sampler'], # 'ddim' (fast, `steps` steps) or 'ddpm' (all T steps, the paper)
+         steps:int=DEFAULT_SAMPLING['steps'], # DDIM steps (ignored by 'ddpm')
+         eta:float=DEFAULT_SAMPLING['eta'], # DDIM noise: 0 deterministic, 1 as much as DDPM (ignored by 'ddpm')
          confidence_threshold:float=0.3, # keypoints below this confidence are hidden from the model
          overlap:int=None, # frames shared by consecutive windows (default: half a window)
          batch_size:int=64, # windows per model call
@@ -504,13 +505,13 @@ def lift(keypoints, # (T, 17, 2|3) pixels [, confidence]: an array, tensor, .npy
     h36m = coco_to_h36m(kp) if keypoint_format == 'coco' else kp
     x_2d, visible = prepare_keypoints(h36m, image_size, confidence_threshold)
     net = resolve_model(model, device)
-    kw = {'sampler': sampler} | ({'steps': _positive_int('steps', steps)} if sampler == 'ddim' else {})
+    kw = {'sampler': sampler} | ({'steps': _positive_int('steps', steps), 'eta': float(eta)} if sampler == 'ddim' else {})
     hyps = lift_sequence(net, x_2d, visible, n_hypotheses, overlap, blend, batch_size, seed, **kw) * 1000.
     hyps = hyps - hyps[..., :1, :]  # root-relative, whatever the model gives at the root
     L = window_length(net)
     settings = dict(model=str(model) if isinstance(model, (str, Path)) else type(net).__name__, seq_len=L,
                     n_hypotheses=len(hyps), sampler=sampler if hasattr(net, 'sample') else None,
-                    steps=kw.get('steps') if hasattr(net, 'sample') else None, seed=seed, overlap=L // 2 if overlap is None else overlap, blend=blend,
+                    steps=kw.get('steps') if hasattr(net, 'sample') else None, eta=kw.get('eta') if hasattr(net, 'sample') else None, seed=seed, overlap=L // 2 if overlap is None else overlap, blend=blend,
                     confidence_threshold=confidence_threshold, keypoint_format=keypoint_format)
     return LiftResult(hyps, visible, h36m[..., :2].astype(np.float32), tuple(image_size), float(fps), settings)
 
@@ -518,7 +519,7 @@ def lift(keypoints, # (T, 17, 2|3) pixels [, confidence]: an array, tensor, .npy
 def lift_command(args:argparse.Namespace):
     "Run `lift` with the parsed command-line arguments and write OUT.npz, OUT.json (and the GIF)."
     res = lift(args.input, image_size=args.image_size, keypoint_format=args.format, model=args.model,
-               n_hypotheses=args.hypotheses, sampler=args.sampler, steps=args.steps, confidence_threshold=args.threshold,
+               n_hypotheses=args.hypotheses, sampler=args.sampler, steps=args.steps, eta=args.eta, confidence_threshold=args.threshold,
                overlap=args.overlap, batch_size=args.batch_size, device=args.device, seed=args.seed, fps=args.fps)
     npz, js = res.save(args.out)
     print(f'{res}\nwrote {npz} and {js}')
@@ -541,8 +542,9 @@ def add_parser(subparsers, # the object returned by `ArgumentParser.add_subparse
     p.add_argument('--format', choices=KEYPOINT_FORMATS, default='coco', help='joint order of INPUT: COCO-17 (most detectors) or Human3.6M-17 (default: %(default)s)')
     p.add_argument('--model', default='demo', help=f'a checkpoint folder or a demo model: {", ".join(DEMO_MODELS)} (default: %(default)s)')
     p.add_argument('--hypotheses', type=int, default=5, help='hypotheses per window, for diffusion models (default: %(default)s)')
-    p.add_argument('--sampler', choices=SAMPLERS, default='ddim', help='ddim (fast, --steps steps) or ddpm (all steps of the model) (default: %(default)s)')
-    p.add_argument('--steps', type=int, default=10, help='DDIM sampling steps (default: %(default)s)')
+    p.add_argument('--sampler', choices=SAMPLERS, default=DEFAULT_SAMPLING['sampler'], help='ddim (fast, --steps steps) or ddpm (all steps of the model) (default: %(default)s)')
+    p.add_argument('--steps', type=int, default=DEFAULT_SAMPLING['steps'], help='DDIM sampling steps (default: %(default)s)')
+    p.add_argument('--eta', type=float, default=DEFAULT_SAMPLING['eta'], help='DDIM noise: 0 deterministic, 1 as much as DDPM (default: %(default)s)')
     p.add_argument('--threshold', type=float, default=0.3, help='keypoints with a lower confidence are hidden from the model (default: %(default)s)')
     p.add_argument('--overlap', type=int, default=None, help='frames shared by consecutive windows (default: half a window)')
     p.add_argument('--batch-size', type=int, default=64, help='windows per model call (default: %(default)s)')

@@ -73,7 +73,7 @@ def train_grid(out_dir, # the grid folder: one run folder per model
     return {name: out/name for name in runs}
 
 # %% ../nbs/32_occlusion.ipynb #20652636
-GRID_EVAL = dict(every=32, n_hypotheses=5, sampler='ddim', steps=10, aggregation='mean', seed=0)  # CPU default: a quick, fixed test subset
+GRID_EVAL = dict(every=32, n_hypotheses=5, sampler='ddim', steps=10, eta=0., aggregation='mean', seed=0)  # CPU default: a quick, fixed test subset
 METRICS = ('MPJPE', 'P-MPJPE', 'symmetry', 'seg std')
 
 def _score_path(out:Path, run:str, test:str)->Path: return out/'results'/f'{run}@{test}.json'
@@ -166,7 +166,9 @@ def format_table4(table:dict, # from `table4`
 def _heatmap(ax, m, cmap, labels_x, labels_y, title, vmin=None, vmax=None):
     im = ax.imshow(m, cmap=cmap, vmin=vmin, vmax=vmax)
     for (i, j), v in np.ndenumerate(m):
-        if np.isfinite(v): ax.text(j, i, f'{v:.1f}', ha='center', va='center', fontsize=8)
+        if not np.isfinite(v): continue
+        r, g, b, _ = im.cmap(im.norm(v))  # white figures on dark cells
+        ax.text(j, i, f'{v:.1f}', ha='center', va='center', fontsize=8, color='white' if 0.299 * r + 0.587 * g + 0.114 * b < 0.5 else 'black')
     ax.set_xticks(range(len(labels_x)), labels_x, rotation=30, ha='right', fontsize=8)
     ax.set_yticks(range(len(labels_y)), labels_y, fontsize=8)
     ax.set_xlabel('test occlusion'); ax.set_title(title, fontsize=10)

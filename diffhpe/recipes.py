@@ -21,7 +21,7 @@ import torch
 from .benchmark import benchmark_splits
 from .data import split_h36m
 from .windows import TrainWindows, EvalWindows
-from .models import DiffHPE2D, DiffHPEConfig
+from .models import DiffHPE2D, DiffHPEConfig, DEFAULT_SAMPLING
 from .mixste import MixSTE
 from .wrapper import DiffHPEWrapper, MIXSTE_REFERENCE, load_model
 from .evaluation import evaluate
@@ -178,8 +178,9 @@ def run_evaluation(path, # a checkpoint or run folder, a pretrained name, or a m
                    keypoints:str='gt', # 2D source (see `load_splits`)
                    data_dir=None, # h36m only
                    n_hypotheses:int=5, # H (diffusion models; the paper: 5)
-                   sampler:str='ddim', # 'ddpm' (all T steps, the paper) or 'ddim'
-                   steps:int|None=10, # DDIM steps (None: all T)
+                   sampler:str=DEFAULT_SAMPLING['sampler'], # 'ddpm' (all T steps, the paper) or 'ddim'
+                   steps:int|None=DEFAULT_SAMPLING['steps'], # DDIM steps (None: all T)
+                   eta:float|None=None, # DDIM only: 0 deterministic, 1 as much noise as DDPM at each step (None: `DEFAULT_SAMPLING`'s)
                    aggregation:str='mean', # 'mean' (paper), 'median' or 'medoid'
                    every:int=1, # keep every k-th sequence of the split
                    occlusion:str='none', # occlusion pattern of the test windows
@@ -195,5 +196,6 @@ def run_evaluation(path, # a checkpoint or run folder, a pretrained name, or a m
     seqs = (splits or load_splits(data, keypoints, data_dir))[split][::every]
     windows = EvalWindows(seqs, model.seq_len if isinstance(model, MixSTE) else model.config.seq_len, mode, occlusion, seed=seed)
     if isinstance(model, MixSTE): return evaluate(model, windows, batch_size=batch_size)
-    kw = dict(sampler=sampler) | (dict(steps=steps) if sampler == 'ddim' else {})
+    if sampler != 'ddim' and eta: raise ValueError(f'eta is a DDIM setting; DDPM adds its own noise: pass sampler="ddim" (got eta={eta}).')
+    kw = dict(sampler=sampler) | (dict(steps=steps, eta=DEFAULT_SAMPLING['eta'] if eta is None else eta) if sampler == 'ddim' else {})
     return evaluate(model, windows, n_hypotheses, aggregation, batch_size, generator=torch.Generator().manual_seed(seed), **kw)
