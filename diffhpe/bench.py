@@ -254,14 +254,14 @@ def _train_rows(model, name, L, batches, repeats, warmup, dev, memory, gen, basi
 
 def _ratio(a, b): return None if a is None or b is None else a / b
 
-def _bench_one(model, name, L, batch, H, ddim_steps, train_batches, repeats, sample_repeats, warmup, dev, memory, reference_way, mix_s, gen, basis):
+def _bench_one(model, name, L, batch, H, ddim_steps, train_batches, call_batches, repeats, sample_repeats, warmup, dev, memory, reference_way, mix_s, gen, basis):
     "All rows of one model: train steps, denoiser calls, sampling (ours, the reference's way, DDIM), with call counts and peaks."
     c, rows = model.config, []
     rows += _train_rows(model, name, L, train_batches, repeats, warmup, dev, memory, gen, basis)
     x2 = torch.randn(batch, L, c.n_joints, 2, generator=gen).to(dev) * 0.2
     cond = model.condition(x2)
-    for b in (batch, batch * H):
-        cb = cond.repeat_interleave(b // batch, 0)
+    for b in sorted({batch, batch * H, *call_batches}):
+        cb = cond.repeat_interleave(-(-b // batch), 0)[:b]  # b rows of the batch's conditions
         xt, tt = torch.randn(b, L, c.n_joints, 3, generator=gen).to(dev), torch.full((b,), c.T // 2, device=dev)
         with torch.inference_mode(): times = time_runs(lambda: model(xt, tt, cb), repeats, warmup, dev)
         rows.append(_row(name, L, 'denoiser call', b, times, basis, calls=1))
@@ -314,6 +314,7 @@ def bench(models=BENCH_MODELS, # which of 'diffhpe-2d', 'diffhpe-wrapper'
           n_hypotheses:int=5, # H
           ddim_steps=DDIM_STEPS, # DDIM step counts to time
           train_batches=(4, 32), # batch sizes of the timed train steps
+          call_batches=(), # more batch sizes (rows) of a single denoiser call, e.g. (16, 80, 320): how the cost per row grows
           repeats:int=5, # timed runs of train steps and single calls
           sample_repeats:int=3, # timed runs of each sampler
           warmup:int=1, # untimed runs first
@@ -364,7 +365,7 @@ def bench(models=BENCH_MODELS, # which of 'diffhpe-2d', 'diffhpe-wrapper'
                 model = bench_model(name, L, mixste_args if name == 'diffhpe-wrapper' else None, **(model_args or {})).to(dev)
                 info['parameters'][f'{name} L={L}'] = n_params(model)
                 info['trainable'][f'{name} L={L}'] = sum(p.numel() for p in model.parameters() if p.requires_grad)
-                rows += _bench_one(model, name, L, batch, n_hypotheses, ddim_steps, train_batches, repeats, sample_repeats,
+                rows += _bench_one(model, name, L, batch, n_hypotheses, ddim_steps, train_batches, call_batches, repeats, sample_repeats,
                                    warmup, dev, memory, reference_way, mix_s, gen, basis)
                 say(f'{name} L={L}: measured in {time.perf_counter() - t0:.0f} s')
                 del model
@@ -446,6 +447,7 @@ def bench_command(args:argparse.Namespace):
     if args.quick: args.repeats, args.sample_repeats, args.train_batches = 3, 1, [4]
     tiny = dict(model_args=dict(channels=8, n_blocks=1), mixste_args=dict(embed_dim=8, depth=1, num_heads=2)) if args.tiny else {}
     rep = bench(models=args.models, seq_lens=args.seq_lens, batch=args.batch, n_hypotheses=args.hypotheses, train_batches=args.train_batches,
+                call_batches=args.call_batches,
                 repeats=args.repeats, sample_repeats=args.sample_repeats, threads=args.threads, device=args.device,
                 memory=args.memory, reference_way=args.reference_way, basis=args.basis, **tiny)
     print(rep)
@@ -477,6 +479,7 @@ def add_parser(subparsers, # the object returned by `ArgumentParser.add_subparse
     p.add_argument('--batch', type=int, default=4, help='windows per sampling run and timed call (default: %(default)s, the reference\'s)')
     p.add_argument('--hypotheses', type=int, default=5, help='hypotheses H per window (default: %(default)s)')
     p.add_argument('--train-batches', nargs='+', type=int, default=[4, 32], metavar='B', help='batch sizes of the timed training steps (default: 4 32)')
+    p.add_argument('--call-batches', nargs='*', type=int, default=[], metavar='ROWS', help='more batch sizes of a single denoiser call, e.g. 16 80 320 (default: none)')
     p.add_argument('--repeats', type=int, default=5, help='timed runs of train steps and single calls; the median is reported (default: %(default)s)')
     p.add_argument('--sample-repeats', type=int, default=3, help='timed runs of each sampler (default: %(default)s)')
     p.add_argument('--quick', action='store_true', help='3 repeats, each sampler timed once, training at batch 4 only')
