@@ -34,7 +34,7 @@ setuptools.setup(
                 + ['Programming Language :: Python :: ' + v for v in py_versions[py_versions.index(min_python):]],
     packages=setuptools.find_packages(include=[cfg['lib_path'], cfg['lib_path'] + '.*']),
     include_package_data=True,
-    package_data={cfg['lib_path']: ['assets/*', 'assets/models/*', 'assets/models/*/*']},
+    package_data={cfg['lib_path']: ['assets/*', 'assets/models/*', 'assets/models/*/*', 'assets/results/*']},
     install_requires=cfg.get('requirements', '').split(),
     extras_require={'dev': cfg.get('dev_requirements', '').split()},
     python_requires='>=' + min_python,
