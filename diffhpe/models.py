@@ -194,9 +194,9 @@ SAMPLERS = ('ddpm', 'ddim')
 DEFAULT_SAMPLING = dict(sampler='ddim', steps=5, eta=1.)  # of evaluation, lifting and the commands: chosen in the speed chapter (within 0.5 mm of DDPM-50, 10x fewer calls)
 CPU_MAX_FRAMES = 540  # frames (rows x L) per denoiser call when sampling on a CPU: bigger calls fall out of the caches (the speed chapter)
 
-def _row_chunks(fn, rows:int|None):
-    "`fn(x, t, cond)` on at most `rows` rows at a time, results concatenated (None: all rows in one call)."
-    def net(x, t, cond):
+def _row_chunks(fn, cond, rows:int|None):
+    "The sampler's `net(x, t)`: `fn(x, t, cond)` on at most `rows` rows at a time, concatenated (None: one call)."
+    def net(x, t):
         if rows is None or len(x) <= rows: return fn(x, t, cond)
         return torch.cat([fn(x[i:i + rows], t[i:i + rows], cond[i:i + rows]) for i in range(0, len(x), rows)])
     return net
@@ -225,8 +225,7 @@ def sample(self:DiffHPE2D, x_2d, # (B, L, J, 2) normalised 2D windows, array or 
         with torch.inference_mode():
             cond = repeat_hypotheses(self.condition(x_2d, visible), n_hypotheses)
             x_T = torch.randn(cond.shape[:-1] + (3,), generator=generator, device=cond.device, dtype=cond.dtype)
-            call = _row_chunks(self, max_rows)
-            net = lambda x, t: call(x, t, cond)
+            net = _row_chunks(self, cond, max_rows)
             p = self.config.prediction
             if sampler == 'ddpm': x0 = sample_ddpm(net, x_T, self.schedule, callback, p, generator=generator)
             else: x0 = sample_ddim(net, x_T, self.schedule, steps, eta, callback, generator, p)
