@@ -233,31 +233,32 @@ def _row(model, L, measure, batch, tm:Timings, basis, **extra)->dict:
 
 def _basis(row, basis): return row['seconds'] if basis == 'wall' else row['cpu s']
 
-def _train_rows(model, name, L, batches, repeats, warmup, dev, memory, gen, basis):
-    "Train-step rows: forward, backward and Adam step on random windows of each batch size."
+def _train_rows(model, name, L, batches, repeats, warmup, dev, memory, gen, basis, amp=False):
+    "Train-step rows: forward, backward and Adam step on random windows of each batch size (and under bf16 autocast with `amp`)."
     rows, c = [], model.config
-    for b in batches:
+    for b, mixed in [(b, m) for b in batches for m in ((False, True) if amp else (False,))]:
         model.train()
         opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
         x3 = torch.randn(b, L, c.n_joints, 3, generator=gen).to(dev) * 0.25
         x2 = torch.randn(b, L, c.n_joints, 2, generator=gen).to(dev) * 0.2
         def step():
             opt.zero_grad(set_to_none=True)
-            model.loss(x3, x2).backward()
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=mixed): loss = model.loss(x3, x2)
+            loss.backward()
             opt.step()
         times = time_runs(step, repeats, max(warmup, 1), dev)  # the first step allocates Adam's state
         mem = peak_memory(step, dev) / 2 ** 20 if memory else None
-        rows.append(_row(name, L, 'train step', b, times, basis, **{'peak MB': mem}))
+        rows.append(_row(name, L, 'train step, AMP bf16' if mixed else 'train step', b, times, basis, **{'peak MB': mem}))
         del opt
     model.eval()
     return rows
 
 def _ratio(a, b): return None if a is None or b is None else a / b
 
-def _bench_one(model, name, L, batch, H, ddim_steps, train_batches, call_batches, repeats, sample_repeats, warmup, dev, memory, reference_way, mix_s, gen, basis):
+def _bench_one(model, name, L, batch, H, ddim_steps, train_batches, call_batches, repeats, sample_repeats, warmup, dev, memory, reference_way, mix_s, gen, basis, amp=False):
     "All rows of one model: train steps, denoiser calls, sampling (ours, the reference's way, DDIM), with call counts and peaks."
     c, rows = model.config, []
-    rows += _train_rows(model, name, L, train_batches, repeats, warmup, dev, memory, gen, basis)
+    rows += _train_rows(model, name, L, train_batches, repeats, warmup, dev, memory, gen, basis, amp)
     x2 = torch.randn(batch, L, c.n_joints, 2, generator=gen).to(dev) * 0.2
     cond = model.condition(x2)
     for b in sorted({batch, batch * H, *call_batches}):
@@ -321,6 +322,7 @@ def bench(models=BENCH_MODELS, # which of 'diffhpe-2d', 'diffhpe-wrapper'
           threads:int=None, # torch threads for the run (None: leave as is)
           device='auto', # 'auto' (CUDA when available), 'cpu', 'cuda', ...
           memory:bool=True, # measure peak memory
+          amp:bool=False, # also time each train step under bf16 autocast (mixed precision; pays on GPUs with bf16 tensor cores)
           reference_way:bool=True, # also time sampling the reference's way
           basis:str='wall', # the time the derived columns use: 'wall' clock, or 'cpu' time of the process (steadier on a busy machine; one thread only)
           model_args:dict=None, # DiffHPEConfig fields to change (e.g. a tiny model to try the benchmark)
@@ -348,7 +350,7 @@ def bench(models=BENCH_MODELS, # which of 'diffhpe-2d', 'diffhpe-wrapper'
         gen = torch.Generator().manual_seed(seed)
         info = dict(device=str(dev), device_name=_device_name(dev), threads=torch.get_num_threads(), torch=torch.__version__,
                     python=platform.python_version(), platform=platform.platform(), date=time.strftime('%Y-%m-%d %H:%M'),
-                    batch=batch, n_hypotheses=n_hypotheses, basis=basis, repeats=repeats, sample_repeats=sample_repeats, warmup=warmup,
+                    batch=batch, n_hypotheses=n_hypotheses, basis=basis, amp=amp, repeats=repeats, sample_repeats=sample_repeats, warmup=warmup,
                     memory='CUDA max_memory_allocated' if dev.type == 'cuda' else 'torch.profiler CPU allocation events' if memory else None,
                     parameters={}, trainable={})
         rows = []
@@ -366,7 +368,7 @@ def bench(models=BENCH_MODELS, # which of 'diffhpe-2d', 'diffhpe-wrapper'
                 info['parameters'][f'{name} L={L}'] = n_params(model)
                 info['trainable'][f'{name} L={L}'] = sum(p.numel() for p in model.parameters() if p.requires_grad)
                 rows += _bench_one(model, name, L, batch, n_hypotheses, ddim_steps, train_batches, call_batches, repeats, sample_repeats,
-                                   warmup, dev, memory, reference_way, mix_s, gen, basis)
+                                   warmup, dev, memory, reference_way, mix_s, gen, basis, amp)
                 say(f'{name} L={L}: measured in {time.perf_counter() - t0:.0f} s')
                 del model
         return BenchReport(rows, info)
@@ -449,7 +451,7 @@ def bench_command(args:argparse.Namespace):
     rep = bench(models=args.models, seq_lens=args.seq_lens, batch=args.batch, n_hypotheses=args.hypotheses, train_batches=args.train_batches,
                 call_batches=args.call_batches,
                 repeats=args.repeats, sample_repeats=args.sample_repeats, threads=args.threads, device=args.device,
-                memory=args.memory, reference_way=args.reference_way, basis=args.basis, **tiny)
+                memory=args.memory, reference_way=args.reference_way, basis=args.basis, amp=args.amp, **tiny)
     print(rep)
     if args.accuracy:
         ck = {'diffhpe-2d': args.checkpoint_2d or 'diffhpe-2d', 'diffhpe-wrapper': args.checkpoint_wrapper or 'diffhpe-wrapper'}
@@ -488,6 +490,7 @@ def add_parser(subparsers, # the object returned by `ArgumentParser.add_subparse
     p.add_argument('--basis', choices=('wall', 'cpu'), default='wall',
                    help='time behind the derived columns: wall clock, or the process\'s CPU time (steadier on a busy machine; needs --threads 1) (default: %(default)s)')
     p.add_argument('--memory', action=argparse.BooleanOptionalAction, default=True, help='measure peak tensor memory (default: on)')
+    p.add_argument('--amp', action='store_true', help='also time each train step under bf16 autocast (mixed precision)')
     p.add_argument('--reference-way', action=argparse.BooleanOptionalAction, default=True, help='also time sampling the reference\'s way (default: on)')
     p.add_argument('--accuracy', action=argparse.BooleanOptionalAction, default=True,
                    help='score trained checkpoints for each sampler setting; skipped with a message when none is found (default: on)')

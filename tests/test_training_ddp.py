@@ -30,11 +30,11 @@ SCRIPT = textwrap.dedent('''
         torch.manual_seed(0)
         model = TinyLifter(hidden=32)  # no dropout, no BatchNorm: 1 and 2 processes compute the same thing
         cfg = TrainConfig(epochs=100, batch_size=16, lr=3e-3, max_steps=max_steps, validate_every=3, validate_unit='steps',
-                          warmup_steps=2, grad_clip=1.0, ema_decay=0.9)
+                          warmup_steps=2, grad_clip=1.0, ema_decay=0.9, device='cpu')  # a CPU test, also on a GPU machine
         return train(model, tw, vw, cfg, out, resume=resume, log=None, progress=False)
 
     if __name__ == '__main__':
-        rank, world = init_distributed()
+        rank, world = init_distributed('gloo')  # two processes on one GPU would be refused by NCCL
         assert world == 2, world
         first = run(sys.argv[1], int(sys.argv[2]) // 2)  # stop half-way...
         assert first['steps'] == int(sys.argv[2]) // 2
