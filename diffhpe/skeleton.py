@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['H36M_JOINT_NAMES', 'H36M_PARENTS', 'H36M_JOINTS_LEFT', 'H36M_JOINTS_RIGHT', 'H36M_SKELETON', 'REFERENCE_BONES',
-           'H36M32_PARENTS', 'H36M32_KEPT_JOINTS', 'SIDE_COLOURS', 'Skeleton', 'mirror_pose', 'reduce_parents',
-           'draw_pose', 'rest_pose']
+           'H36M32_PARENTS', 'H36M32_KEPT_JOINTS', 'SIDE_COLOURS', 'BODY_PARTS', 'Skeleton', 'mirror_pose',
+           'reduce_parents', 'draw_pose', 'rest_pose', 'scale_bones', 'random_body']
 
 # %% ../nbs/01_skeleton.ipynb #29d0b995
 from dataclasses import dataclass
@@ -16,6 +16,9 @@ from fastcore.basics import patch
 
 # %% ../nbs/01_skeleton.ipynb #4f504db7
 import matplotlib.pyplot as plt
+
+# %% ../nbs/01_skeleton.ipynb #fbb416b1
+from .core import is_tensor, to_numpy
 
 # %% ../nbs/01_skeleton.ipynb #9109032e
 @dataclass(frozen=True)
@@ -159,3 +162,38 @@ def rest_pose(skeleton=H36M_SKELETON)->np.ndarray:
     return np.array([[0, 0, 0.92], [-0.13, 0, 0.92], [-0.13, 0, 0.48], [-0.13, 0, 0.05], [0.13, 0, 0.92], [0.13, 0, 0.48],
                      [0.13, 0, 0.05], [0, 0, 1.15], [0, 0, 1.40], [0, -0.05, 1.50], [0, 0, 1.62], [0.15, 0, 1.38],
                      [0.40, 0, 1.30], [0.62, 0, 1.26], [-0.15, 0, 1.38], [-0.40, 0, 1.30], [-0.62, 0, 1.26]])
+
+# %% ../nbs/01_skeleton.ipynb #66dc9ec3
+BODY_PARTS = {'legs': (1, 2, 3, 4, 5, 6), 'torso': (7, 8), 'head': (9, 10), 'arms': (11, 12, 13, 14, 15, 16)}  # child joints of each part's bones
+
+def scale_bones(pose, # (..., J, 3) poses, array or tensor
+                factors, # (J,) or (..., J) length factor of the bone ending at each joint (the root's entry is ignored)
+                skeleton:Skeleton=H36M_SKELETON,
+               ): # (..., J, 3), the kind of `pose`
+    "The same motion on another body: every bone's length times its factor, every joint angle kept, the root fixed."
+    _check_tree(skeleton)
+    f = np.asarray(to_numpy(factors), dtype=np.float64)
+    if f.shape[-1:] != (skeleton.n_joints,): raise ValueError(f'factors must have {skeleton.n_joints} entries (one per joint), got shape {f.shape}.')
+    x = pose
+    out = x.clone() if is_tensor(x) else np.array(x, dtype=np.float64)
+    if is_tensor(x): f = x.new_tensor(f)
+    for j in range(1, skeleton.n_joints):
+        p = skeleton.parents[j]
+        out[..., j, :] = out[..., p, :] + f[..., j, None] * (x[..., j, :] - x[..., p, :])
+    return out
+
+def _check_tree(skeleton):
+    if any(not 0 <= p < j for j, p in enumerate(skeleton.parents) if j): raise ValueError('the skeleton must list every parent before its children.')
+
+def random_body(rng:np.random.Generator, # the random stream
+                size=(0.85, 1.15), # range of the global size factor
+                proportions:float=0.08, # each body part's factor in [1 - p, 1 + p]
+                jitter:float=0.03, # each bone's own factor in [1 - j, 1 + j]
+                skeleton:Skeleton=H36M_SKELETON,
+               )->np.ndarray: # (J,) factors for `scale_bones`, left and right alike
+    "Bone-length factors of a random body: size x part proportions x per-bone jitter, symmetric."
+    f = np.full(skeleton.n_joints, rng.uniform(*size))
+    for joints in BODY_PARTS.values(): f[list(joints)] *= rng.uniform(1 - proportions, 1 + proportions)
+    own = rng.uniform(1 - jitter, 1 + jitter, skeleton.n_joints)
+    own[list(skeleton.joints_right)] = own[list(skeleton.joints_left)]  # the same bone on both sides
+    return f * own
