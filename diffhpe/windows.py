@@ -6,7 +6,7 @@
 __all__ = ['ARM_LEG_JOINTS', 'RIGHT_LEG_JOINTS', 'ALL_PATTERNS', 'REFERENCE_ALL_PATTERNS', 'OCCLUSIONS', 'REFERENCE_MISS_TYPES',
            'EVAL_MODES', 'occlude_none', 'occlude_random', 'occlude_random_left_arm_right_leg',
            'occlude_consecutive_leg', 'occlude_consecutive_frames', 'occlude_noisy', 'occlude_all', 'check_occlusion',
-           'occlude', 'PoseWindows', 'TrainWindows', 'eval_windows_table', 'EvalWindows']
+           'occlude', 'PoseWindows', 'TrainWindows', 'Augment', 'eval_windows_table', 'EvalWindows']
 
 # %% ../nbs/06_windows.ipynb #20405782
 import inspect
@@ -21,6 +21,9 @@ from fastcore.basics import patch
 # %% ../nbs/06_windows.ipynb #7661d219
 from .core import is_tensor, to_numpy, check_pose
 from .data import PoseSequence
+from .skeleton import mirror_pose, scale_bones, random_body
+from .cameras import virtual_camera
+from .benchmark import DetectorNoise, synthetic_detections
 
 # %% ../nbs/06_windows.ipynb #2171dde2
 ARM_LEG_JOINTS = (1, 2, 3, 11, 12, 13)  # right hip, knee, foot; left shoulder, elbow, wrist
@@ -236,16 +239,18 @@ class PoseWindows(Dataset):
 
 # %% ../nbs/06_windows.ipynb #5232bb21
 @patch
-def _item(self:PoseWindows, seq:int, frames:np.ndarray, score:np.ndarray, start:int, rng)->dict:
-    "The item dict for window `frames` (L,) of sequence `seq`."
+def _item(self:PoseWindows, seq:int, frames:np.ndarray, score:np.ndarray, start:int, rng, augment=None)->dict:
+    "The item dict for window `frames` (L,) of sequence `seq` (re-filmed by `augment(sequence, frames, rng)` when given)."
     s = self.sequences[seq]
-    x_2d = np.asarray(s.x_2d[frames], np.float32)
-    x_2d, visible = _run(self.occlusion, x_2d, rng, self.res_w[seq], self.occlusion_params)
+    film = augment(s, frames, rng) if augment is not None else None
+    if film is None: film = dict(x_2d=s.x_2d[frames], x_3d=s.x_3d[frames], cam=self.cams[seq], res_w=self.res_w[seq])
+    x_2d = np.asarray(film['x_2d'], np.float32)
+    x_2d, visible = _run(self.occlusion, x_2d, rng, film['res_w'], self.occlusion_params)
     if s.visible is not None:
         visible &= np.asarray(s.visible[frames], bool)
         x_2d = np.where(visible[..., None], x_2d, np.float32(0))
-    return {'x_2d': x_2d, 'x_3d': np.asarray(s.x_3d[frames], np.float32), 'visible': visible, 'score': score.copy(),
-            'frame': frames.astype(np.int64), 'cam': self.cams[seq].copy(), 'res_w': int(self.res_w[seq]),
+    return {'x_2d': x_2d, 'x_3d': np.asarray(film['x_3d'], np.float32), 'visible': visible, 'score': score.copy(),
+            'frame': frames.astype(np.int64), 'cam': np.array(film['cam'], np.float32), 'res_w': int(film['res_w']),
             'seq': int(seq), 'start': int(start), 'subject': str(s.subject), 'action': str(s.action), 'camera': str(s.camera.id)}
 
 # %% ../nbs/06_windows.ipynb #0550051a
@@ -258,10 +263,12 @@ class TrainWindows(PoseWindows):
                  epoch_size:int=None, # items per epoch (default: total frames // L)
                  stride:int=1, # draw starts among multiples of `stride` only
                  seed:int=0, # seeds every random draw, with the epoch and the item index
+                 augment=None, # re-films each window: an `Augment` (virtual cameras, other bodies, flips, detector noise) or None
                 ):
         super().__init__(sequences, seq_len, occlusion, occlusion_params, seed)
         if int(stride) != stride or stride < 1: raise ValueError(f'stride must be a positive integer, got {stride}.')
-        self.stride = int(stride)
+        if augment is not None and not callable(augment): raise ValueError(f'augment must be an Augment (or a callable (sequence, frames, rng) -> dict), got {type(augment).__name__}.')
+        self.stride, self.augment = int(stride), augment
         n_starts = np.where(self.lengths >= self.seq_len, (self.lengths - self.seq_len) // self.stride + 1, 0)
         if n_starts.sum() == 0: raise ValueError(f'No sequence has {self.seq_len} frames (longest: {self.lengths.max()}): use a shorter seq_len.')
         self._cum = np.concatenate([[0], np.cumsum(n_starts)])
@@ -286,7 +293,48 @@ class TrainWindows(PoseWindows):
         if not 0 <= index < self.epoch_size: raise IndexError(f'index {index} out of range for an epoch of {self.epoch_size} windows.')
         rng = self.rng(index)
         seq, start = self._draw(rng)
-        return self._item(seq, start + self._t, np.ones(self.seq_len, bool), start, rng)
+        return self._item(seq, start + self._t, np.ones(self.seq_len, bool), start, rng, self.augment)
+
+# %% ../nbs/06_windows.ipynb #7bdf4d79
+class Augment:
+    "Re-film training windows: another body, a virtual camera, the left-right flip, detector noise, each with its probability."
+    def __init__(self, bodies:float=0., # probability of another body (`random_body`)
+                 views:float=0., # probability of a virtual camera (`virtual_camera`)
+                 flip:float=0., # probability of the left-right flip of 2D and 3D together
+                 noise:float=0., # probability of SYNTHETIC detector noise on the 2D
+                 body_args:dict=None, # keyword arguments of `random_body` (size, proportions, jitter)
+                 camera_ranges:dict=None, # overrides of `VIRTUAL_CAMERA_RANGES`
+                 detector:DetectorNoise=None, # the detector noise's constants (None: `DetectorNoise()`)
+                ):
+        for k, v in dict(bodies=bodies, views=views, flip=flip, noise=noise).items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1: raise ValueError(f'{k} is a probability in [0, 1], got {v!r}.')
+        self.bodies, self.views, self.flip, self.noise = float(bodies), float(views), float(flip), float(noise)
+        self.body_args, self.camera_ranges, self.detector = dict(body_args or {}), camera_ranges, detector or DetectorNoise()
+
+    def config(self)->dict:
+        "The settings, as a recipe records them."
+        return dict(bodies=self.bodies, views=self.views, flip=self.flip, noise=self.noise, body_args=self.body_args, camera_ranges=self.camera_ranges)
+
+    def __repr__(self): return f'Augment({", ".join(f"{k}={v}" for k, v in self.config().items() if v)})'
+
+    def film(self, seq:PoseSequence, # the window's sequence
+             frames:np.ndarray, # (L,) its frame indices
+             rng:np.random.Generator, # the item's generator
+            )->dict|None: # {'x_2d', 'x_3d', 'cam', 'res_w', 'camera', 'flipped'}, or None when nothing was drawn
+        "One re-filmed window: (L, J, 2) normalised 2D, (L, J, 3) root-relative 3D in the (new) camera frame, its camera."
+        body, view, flip, noise = (rng.random() < p for p in (self.bodies, self.views, self.flip, self.noise))
+        if not (body or view or flip or noise): return None
+        cam = seq.camera
+        x_world = np.asarray(cam.camera_to_world(np.asarray(seq.x_cam[frames], np.float64)))
+        if body: x_world = scale_bones(x_world, random_body(rng, **self.body_args))
+        if view: cam = virtual_camera(rng, x_world[:, 0].mean(0), self.camera_ranges, points=x_world)
+        x_c = np.asarray(cam.world_to_camera(x_world))
+        if flip: x_c = mirror_pose(x_c)
+        px = np.asarray(cam.project(x_c))
+        if noise: px = synthetic_detections(px, self.detector, rng)
+        return dict(x_2d=cam.normalise(px), x_3d=x_c - x_c[:, :1], cam=cam.intrinsic_vector(), res_w=cam.res_w, camera=cam, flipped=flip)
+
+    def __call__(self, seq, frames, rng): return self.film(seq, frames, rng)
 
 # %% ../nbs/06_windows.ipynb #7c850024
 EVAL_MODES = ('cover', 'official')
