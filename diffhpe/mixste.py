@@ -16,6 +16,7 @@ from torch import nn
 
 # %% ../nbs/13_mixste.ipynb #0e33c782
 from .core import is_tensor, check_pose
+from .models import check_finite_weights
 
 # %% ../nbs/13_mixste.ipynb #042a7421
 class DropPath(nn.Module):
@@ -193,22 +194,29 @@ MixSTE.check_input, MixSTE.trunk, MixSTE.features, MixSTE.forward = _check_input
 # %% ../nbs/13_mixste.ipynb #50801179
 def _few(keys, n:int=4)->str:
     "The first `n` keys, comma-separated, with '…' when there are more."
-    keys = list(keys)
+    keys = [str(k)[:80] for k in keys]
     return ', '.join(keys[:n]) + (', …' if len(keys) > n else '')
 
 def _unwrap_state_dict(checkpoint, prefix:str='', skip=())->dict:
-    "The bare MixSTE state dict inside `checkpoint` (a path, {'model_pos': sd} or sd): `module.`/`prefix` stripped, `skip` keys dropped."
-    if isinstance(checkpoint, (str, Path)): checkpoint = torch.load(checkpoint, map_location='cpu', weights_only=True)
+    "The bare MixSTE state dict inside `checkpoint` (a path, {'model_pos': sd} or sd): `module.`/`prefix` stripped, `skip` keys dropped; finite tensors only."
+    where = 'the checkpoint'
+    if isinstance(checkpoint, (str, Path)):
+        p = where = Path(checkpoint)
+        if not p.is_file(): raise FileNotFoundError(f'{p} not found: pass the path of a MixSTE checkpoint (.pt/.pth), a state dict or {{"model_pos": state_dict}}.')
+        try: checkpoint = torch.load(p, map_location='cpu', weights_only=True)
+        except Exception as e: raise ValueError(f'{p} could not be read by torch.load ({type(e).__name__}: {str(e)[:200]}): the file is truncated, corrupt, or not a checkpoint.') from None
     if not isinstance(checkpoint, dict):
-        raise ValueError(f'expected a path, a state dict or {{"model_pos": state_dict}}, got {type(checkpoint).__name__}.')
+        raise ValueError(f'expected a path, a state dict or {{"model_pos": state_dict}}, got {type(checkpoint).__name__} ({where}).')
     sd = checkpoint['model_pos'] if 'model_pos' in checkpoint else checkpoint
-    bad = [k for k, v in sd.items() if not torch.is_tensor(v)]
-    if bad: raise ValueError(f'not a state dict: {len(bad)} entries are not tensors ({_few(bad)}); pass the model weights.')
+    if not isinstance(sd, dict): raise ValueError(f'{where}: "model_pos" holds a {type(sd).__name__}, not a state dict (a dict of names to tensors).')
+    bad = [repr(k) for k, v in sd.items() if not isinstance(k, str) or not torch.is_tensor(v)]
+    if bad: raise ValueError(f'not a state dict: {len(bad)} entries are not name -> tensor ({_few(bad)}) in {where}; pass the model weights.')
     if sd and all(k.startswith('module.') for k in sd): sd = {k[len('module.'):]: v for k, v in sd.items()}
     if prefix:
         sd = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
         if not sd: raise ValueError(f'no key starts with prefix {prefix!r}: check the prefix (e.g. "conditioning." for a DiffHPE-Wrapper model.pth).')
     if skip: sd = {k: v for k, v in sd.items() if not k.startswith(tuple(skip))}
+    check_finite_weights(sd, str(where))  # a reference checkpoint has no hash: its values are checked at least
     if 'head.weight' in sd and not any(k.startswith('head.1.') for k in sd):  # a head cut to its LayerNorm
         sd = {('head.0.' + k[len('head.'):] if k in ('head.weight', 'head.bias') else k): v for k, v in sd.items()}
     return sd
@@ -216,14 +224,25 @@ def _unwrap_state_dict(checkpoint, prefix:str='', skip=())->dict:
 # %% ../nbs/13_mixste.ipynb #f521d7f6
 def mixste_config(sd:dict)->dict:
     "The `MixSTE` arguments implied by a (bare, unprefixed) state dict: all but `num_heads` and the dropout rates."
-    need = ['Spatial_patch_to_embedding.weight', 'Spatial_pos_embed', 'Temporal_pos_embed', 'STEblocks.0.mlp.fc1.weight']
+    need = {'Spatial_patch_to_embedding.weight': 2, 'Spatial_pos_embed': 3, 'Temporal_pos_embed': 3, 'STEblocks.0.mlp.fc1.weight': 2}
     missing = [k for k in need if k not in sd]
     if missing: raise ValueError(f'not a MixSTE state dict: missing {_few(missing)} (found {_few(sd)}).')
-    C, in_chans = sd['Spatial_patch_to_embedding.weight'].shape
-    idx = [int(k.split('.')[1]) for k in sd if k.startswith(('STEblocks.', 'TTEblocks.'))]
+    shape = {k: tuple(sd[k].shape) for k in need}
+    wrong = [f'{k} {shape[k]}' for k, n in need.items() if len(shape[k]) != n or 0 in shape[k]]
+    if wrong: raise ValueError(f'not a MixSTE state dict: {_few(wrong)} (expected non-empty tensors of {", ".join(f"{n} dims" for n in need.values())}).')
+    C, in_chans = shape['Spatial_patch_to_embedding.weight']
+    idx = set()
+    for k in sd:
+        if k.startswith(('STEblocks.', 'TTEblocks.')):
+            i = k.split('.')[1]
+            if not (i.isascii() and i.isdigit()): raise ValueError(f'not a MixSTE state dict: key {k[:80]!r} carries no block number.')
+            idx.add(int(i))
+    depth = max(idx) + 1
+    if len(idx) != depth: raise ValueError(f'not a MixSTE state dict: the blocks are numbered {_few(sorted(idx))}, not 0 to {len(idx) - 1}.')
     head = sd.get('head.1.weight')
-    return dict(n_joints=sd['Spatial_pos_embed'].shape[1], seq_len=sd['Temporal_pos_embed'].shape[1], in_chans=in_chans,
-                embed_dim=C, depth=max(idx) + 1, mlp_ratio=sd['STEblocks.0.mlp.fc1.weight'].shape[0] / C,
+    if head is not None and head.ndim != 2: raise ValueError(f'not a MixSTE state dict: head.1.weight has shape {tuple(head.shape)}, expected (out_dim, {C}).')
+    return dict(n_joints=shape['Spatial_pos_embed'][1], seq_len=shape['Temporal_pos_embed'][1], in_chans=in_chans,
+                embed_dim=C, depth=depth, mlp_ratio=shape['STEblocks.0.mlp.fc1.weight'][0] / C,
                 qkv_bias='STEblocks.0.attn.qkv.bias' in sd, out_dim=None if head is None else head.shape[0])
 
 # %% ../nbs/13_mixste.ipynb #7d7a363a
@@ -239,7 +258,8 @@ def load_mixste_checkpoint(checkpoint, # a path to a .pt/.pth file, {'model_pos'
         same = v == inferred.get(k) or (isinstance(v, float) and isinstance(inferred.get(k), float) and math.isclose(v, inferred[k]))
         if k in inferred and not same:
             raise ValueError(f'{k}={v!r} was given but the checkpoint implies {k}={inferred[k]!r}: drop the argument or use the matching checkpoint.')
-    model = MixSTE(**{**inferred, **config})
+    try: model = MixSTE(**{**inferred, **config})
+    except Exception as e: raise ValueError(f'no MixSTE can be built with {inferred | config} ({type(e).__name__}: {str(e)[:200]}).') from None
     want = model.state_dict()
     missing, unexpected = [k for k in want if k not in sd], [k for k in sd if k not in want]
     if missing or unexpected:
@@ -248,7 +268,8 @@ def load_mixste_checkpoint(checkpoint, # a path to a .pt/.pth file, {'model_pos'
                          'Use `prefix=` to select a sub-model.')
     bad = [f'{k} {tuple(sd[k].shape)} vs {tuple(v.shape)}' for k, v in want.items() if sd[k].shape != v.shape]
     if bad: raise ValueError(f'{len(bad)} tensors have the wrong shape (checkpoint vs model): {_few(bad)}.')
-    model.load_state_dict(sd, strict=True)
+    try: model.load_state_dict(sd, strict=True)
+    except RuntimeError as e: raise ValueError(f'the checkpoint does not load into a MixSTE: {str(e)[:300]}') from None
     return model.eval()
 
 # %% ../nbs/13_mixste.ipynb #4b6d5878

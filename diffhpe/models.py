@@ -4,14 +4,19 @@
 
 # %% auto #0
 __all__ = ['VARIANTS', 'SCHEDULES', 'MODEL_CLASSES', 'SAMPLERS', 'DEFAULT_SAMPLING', 'CPU_MAX_FRAMES', 'AGGREGATIONS',
-           'CHECKPOINT_FORMAT', 'REFERENCE_CONFIG', 'DiffHPEConfig', 'DiffHPE2D', 'aggregate_medoid', 'save_checkpoint',
-           'read_checkpoint_config', 'load_checkpoint', 'read_reference_state_dict', 'load_reference_checkpoint']
+           'CHECKPOINT_FORMAT', 'REFERENCE_CONFIG', 'DiffHPEConfig', 'DiffHPE2D', 'aggregate_medoid',
+           'CheckpointChangedError', 'UnverifiedCheckpointWarning', 'weights_sha256', 'config_sha256',
+           'save_checkpoint', 'check_finite_weights', 'read_checkpoint', 'read_checkpoint_config', 'check_device',
+           'load_checkpoint', 'read_reference_state_dict', 'load_reference_checkpoint']
 
 # %% ../nbs/12_models.ipynb #5e36c13e
+import errno
+import hashlib
 import json
 import math
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass, asdict, fields, replace
 from pathlib import Path
 
@@ -23,7 +28,7 @@ from fastcore.basics import patch
 
 # %% ../nbs/12_models.ipynb #4186bb6a
 from .core import is_tensor
-from .diffusion import (PREDICTIONS, make_schedule, diffusion_loss, sample_ddpm, sample_ddim,
+from .diffusion import (PREDICTIONS, make_schedule, diffusion_loss, sample_ddpm, sample_ddim, draw_noise,
                                repeat_hypotheses, split_hypotheses, aggregate_mean, aggregate_median)
 from .graph import GCNDenoiser, convert_reference_state_dict, reference_denoiser_config
 
@@ -224,7 +229,7 @@ def sample(self:DiffHPE2D, x_2d, # (B, L, J, 2) normalised 2D windows, array or 
     try:
         with torch.inference_mode():
             cond = repeat_hypotheses(self.condition(x_2d, visible), n_hypotheses)
-            x_T = torch.randn(cond.shape[:-1] + (3,), generator=generator, device=cond.device, dtype=cond.dtype)
+            x_T = draw_noise(cond.shape[:-1] + (3,), cond, generator)  # drawn on the generator's device: a CPU seed drives a GPU model too
             net = _row_chunks(self, cond, max_rows)
             p = self.config.prediction
             if sampler == 'ddpm': x0 = sample_ddpm(net, x_T, self.schedule, callback, p, generator=generator)
@@ -263,24 +268,60 @@ def predict(self:DiffHPE2D, x_2d, # (B, L, J, 2) normalised 2D windows
 # %% ../nbs/12_models.ipynb #26ff850f
 CHECKPOINT_FORMAT = 'diffhpe-checkpoint/1'
 
-def _atomic_write(path:Path, write):
-    "Call `write(tmp_path)` on a temporary file beside `path`, then rename it to `path` in one step."
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+class CheckpointChangedError(ValueError):
+    "A checkpoint's weights or configuration differ from the content hashes stored when it was written."
+
+class UnverifiedCheckpointWarning(UserWarning):
+    "A checkpoint written before diffhpe stored content hashes: it loads, but nothing can tell whether it is intact."
+
+def _write_bytes(path, data:bytes):
+    "Write `data` to the file `path`: the one place where checkpoint bytes reach the disk."
+    with open(path, 'wb') as f: f.write(data)
+
+def _disk_error(e:OSError, path)->OSError:
+    "`e` restated for the file `path` being written: a full disk says so and what to do."
+    if e.errno in (errno.ENOSPC, getattr(errno, 'EDQUOT', errno.ENOSPC)):
+        return OSError(e.errno, f'no space left on device while writing {path}: free space and write it again '
+                                '(a training run: resume it with resume=True / --resume; its previous checkpoint is intact)')
+    return e
+
+def _atomic_write(path:Path, data):
+    "Write `data` (bytes, or a function(tmp_path) that writes the file) to a temporary file beside `path`, then rename it to `path` in one step; nothing is left behind on failure."
+    try: fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+    except OSError as e: raise _disk_error(e, path) from None
     os.close(fd)
     try:
-        write(tmp)
+        if callable(data): data(tmp)
+        else: _write_bytes(tmp, data)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp): os.remove(tmp)
+        if isinstance(e, OSError): raise _disk_error(e, path) from e
         raise
+
+# %% ../nbs/12_models.ipynb #02a71046
+def weights_sha256(sd:dict, # state dict: name -> tensor
+                  )->str: # hex digest
+    "SHA-256 of a state dict: for each tensor in name order, the JSON line [name, dtype, shape], then its bytes."
+    h = hashlib.sha256()
+    for k in sorted(sd):
+        t = sd[k].detach().to('cpu').contiguous()
+        h.update(json.dumps([k, str(t.dtype).removeprefix('torch.'), list(t.shape)]).encode() + b'\n')
+        if t.numel(): h.update(t.reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()
+
+def config_sha256(meta:dict, # the parsed content of a config.json
+                 )->str: # hex digest
+    "SHA-256 of the canonical JSON of `meta`: sorted keys, no whitespace, ASCII escapes."
+    return hashlib.sha256(json.dumps(meta, sort_keys=True, separators=(',', ':'), ensure_ascii=True).encode()).hexdigest()
 
 # %% ../nbs/12_models.ipynb #30681920
 def save_checkpoint(model:nn.Module, # the model to save: a DiffHPE model, or any module whose `config` is its arguments as a dict (MixSTE)
                     path_dir, # the checkpoint directory (created if needed)
                     extra:dict=None, # JSON-serialisable metadata kept in config.json (training steps, data, metrics...)
                    )->Path: # the directory
-    "Write `model.safetensors` and `config.json` into `path_dir`, each atomically."
-    from safetensors.torch import save_file
+    "Write `model.safetensors` (with the content hashes of both files) and `config.json` into `path_dir`, each atomically."
+    from safetensors.torch import save
     cfg = getattr(model, 'config', None)
     if not isinstance(cfg, (DiffHPEConfig, dict)):
         raise ValueError(f'{type(model).__name__} has no `config` (a DiffHPEConfig, or a dict of its arguments): the checkpoint could not rebuild it.')
@@ -290,23 +331,88 @@ def save_checkpoint(model:nn.Module, # the model to save: a DiffHPE model, or an
     d = Path(path_dir)
     d.mkdir(parents=True, exist_ok=True)
     weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    _atomic_write(d/'model.safetensors', lambda p: save_file(weights, p, metadata={'format': CHECKPOINT_FORMAT}))
-    _atomic_write(d/'config.json', lambda p: Path(p).write_text(text))
+    header = {'format': CHECKPOINT_FORMAT, 'weights_sha256': weights_sha256(weights), 'config_sha256': config_sha256(json.loads(text))}
+    _atomic_write(d/'model.safetensors', save(weights, metadata=header))
+    _atomic_write(d/'config.json', text.encode())
     return d
 
+# %% ../nbs/12_models.ipynb #d63e7157
+def _read_config_json(p:Path)->dict:
+    "The parsed config.json `p` of a checkpoint, with clear errors for a missing, unreadable or malformed file."
+    if not p.is_file(): raise FileNotFoundError(f'{p} not found: a diffhpe checkpoint is a directory with config.json and model.safetensors (written by save_checkpoint or train).')
+    try: meta = json.loads(p.read_bytes())
+    except (ValueError, RecursionError) as e: raise ValueError(f'{p} is not valid JSON ({type(e).__name__}: {str(e)[:200]}): the checkpoint is corrupt.') from None
+    if not isinstance(meta, dict) or meta.get('format') != CHECKPOINT_FORMAT:
+        raise ValueError(f'{p} is not a diffhpe checkpoint configuration (expected "format": {CHECKPOINT_FORMAT!r}).')
+    return meta
+
+def _read_safetensors(p:Path, header_only:bool=False)->tuple: # (state dict on the CPU, or None; header metadata)
+    "The tensors and the header metadata of the safetensors file `p`, with a clear error for a truncated or corrupt one."
+    from safetensors import safe_open
+    if not p.is_file(): raise FileNotFoundError(f'{p} not found: the checkpoint has a config.json but no weights.')
+    try:
+        with safe_open(str(p), framework='pt', device='cpu') as f:
+            header = dict(f.metadata() or {})
+            sd = None if header_only else {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e: raise ValueError(f'{p} could not be read as safetensors ({type(e).__name__}: {str(e)[:200]}): the file is truncated or corrupt.') from None
+    return sd, header
+
+def check_finite_weights(sd:dict, # name -> tensor
+                         where:str, # the file (or object) they come from, for the message
+                        ):
+    "Raise a ValueError naming the tensors of `sd` that hold NaN or infinite values."
+    bad = [str(k) for k, t in sd.items() if torch.is_tensor(t) and (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all())]
+    if bad: raise ValueError(f'{where} holds NaN or infinite values in {len(bad)} tensor(s) ({", ".join(bad[:4])}{", ..." if len(bad) > 4 else ""}): '
+                             "such a model predicts NaN. Use another checkpoint (e.g. the run's best/ or an earlier snapshot) or retrain.")
+
+def _check_config_hash(header:dict, meta:dict, config_file):
+    want = header.get('config_sha256')
+    if want is None: return
+    try: got = config_sha256(meta)
+    except (ValueError, TypeError, RecursionError): got = None
+    if got != want:
+        raise CheckpointChangedError(f'{config_file} changed since the checkpoint was written (its SHA-256 differs from the one stored in model.safetensors): '
+                                     'a field was edited or the file is damaged. Restore the original config.json, or retrain.')
+
+def _verify(sd:dict, header:dict, meta:dict, weights_file, config_file):
+    "Check both stored hashes (a warning when there are none) and that every weight is finite."
+    if 'weights_sha256' not in header:
+        warnings.warn(f'{weights_file} carries no content hash (written before diffhpe stored one): its weights and configuration cannot be '
+                      'verified. Save it again (save_checkpoint) to add the hashes.', UnverifiedCheckpointWarning, stacklevel=3)
+    elif weights_sha256(sd) != header['weights_sha256']:
+        raise CheckpointChangedError(f'{weights_file}: the weights changed since the checkpoint was written (their SHA-256 differs from the one '
+                                     'stored in the file): the file is damaged or was edited. Copy or download it again, or retrain.')
+    _check_config_hash(header, meta, config_file)
+    check_finite_weights(sd, str(weights_file))
+
+def read_checkpoint(path_dir, # a checkpoint folder: model.safetensors and config.json
+                   )->tuple: # (state dict on the CPU, parsed config.json)
+    "The weights and the configuration of a checkpoint folder, verified: both content hashes, finite weights."
+    d = Path(path_dir)
+    meta = _read_config_json(d/'config.json')
+    sd, header = _read_safetensors(d/'model.safetensors')
+    _verify(sd, header, meta, d/'model.safetensors', d/'config.json')
+    return sd, meta
+
 # %% ../nbs/12_models.ipynb #b2acd791
+def _diffhpe_config(meta:dict, p:Path)->DiffHPEConfig:
+    "The DiffHPEConfig in the parsed config.json `meta` of file `p`."
+    cfg = meta.get('config')
+    if not isinstance(cfg, dict) or 'variant' not in cfg:
+        raise ValueError(f'{p} holds a {str(meta.get("class"))[:50]} model, not a DiffHPE model: load it with `diffhpe.wrapper.load_model`.')
+    try: return DiffHPEConfig.from_dict(cfg)
+    except Exception as e: raise ValueError(f'{p}: field "config" is not a valid DiffHPE configuration ({type(e).__name__}: {str(e)[:300]}); '
+                                            'the file is damaged or from another version.') from None
+
 def read_checkpoint_config(path_dir, # a checkpoint directory written by `save_checkpoint`
                           )->tuple: # (DiffHPEConfig, extra dict)
-    "The configuration and the extra metadata of a checkpoint, without loading the weights."
-    p = Path(path_dir)/'config.json'
-    if not p.is_file(): raise FileNotFoundError(f'{p} not found: a diffhpe checkpoint is a directory with config.json and model.safetensors (written by save_checkpoint).')
-    try: meta = json.loads(p.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise ValueError(f'{p} is not valid JSON ({e}): the checkpoint is corrupt.') from None
-    if not isinstance(meta, dict) or meta.get('format') != CHECKPOINT_FORMAT or 'config' not in meta:
-        raise ValueError(f'{p} is not a diffhpe checkpoint configuration (expected format {CHECKPOINT_FORMAT!r}).')
-    if not isinstance(meta['config'], dict) or 'variant' not in meta['config']:
-        raise ValueError(f'{p} holds a {meta.get("class")} model, not a DiffHPE model: load it with `diffhpe.wrapper.load_model`.')
-    return DiffHPEConfig.from_dict(meta['config']), meta.get('extra', {})
+    "The configuration and the extra metadata of a checkpoint, checked against its stored hash, without loading the weights."
+    d = Path(path_dir)
+    meta = _read_config_json(d/'config.json')
+    if (d/'model.safetensors').is_file(): _check_config_hash(_read_safetensors(d/'model.safetensors', header_only=True)[1], meta, d/'config.json')
+    extra = meta.get('extra', {})
+    if not isinstance(extra, dict): raise ValueError(f'{d/"config.json"}: field "extra" must be a dict, got {type(extra).__name__}: the file is damaged.')
+    return _diffhpe_config(meta, d/'config.json'), extra
 
 # %% ../nbs/12_models.ipynb #30618091
 def _load_strict(module:nn.Module, sd:dict, where:str):
@@ -317,38 +423,87 @@ def _load_strict(module:nn.Module, sd:dict, where:str):
     if missing or unexpected or shapes:
         raise ValueError(f'{where} does not fit the model its configuration describes: missing {missing[:5]}{"..." if len(missing) > 5 else ""}, '
                          f'unexpected {unexpected[:5]}{"..." if len(unexpected) > 5 else ""}, wrong shapes {shapes[:5]}{"..." if len(shapes) > 5 else ""}.')
-    module.load_state_dict(sd, strict=True)
+    try: module.load_state_dict(sd, strict=True)
+    except RuntimeError as e: raise ValueError(f'{where} does not fit the model: {str(e)[:300]}') from None
+
+# %% ../nbs/12_models.ipynb #19ad35c4
+def check_device(device, # a torch device or its name: 'cpu', 'cuda', 'cuda:1', 'mps'
+                )->torch.device:
+    "`device` as a torch.device, refused with a clear error when it is no device name or this torch build or machine lacks it."
+    try: d = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as e: raise ValueError(f"unknown device {device!r} ({str(e)[:120]}): use 'cpu', 'cuda', 'cuda:1' or 'mps'.") from None
+    if d.type == 'cuda':
+        if not torch.backends.cuda.is_built():
+            raise RuntimeError(f"device {str(device)!r} was requested but CUDA is not available in this torch build ({torch.__version__}): pass device='cpu', or install a CUDA build of torch.")
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"device {str(device)!r} was requested but no CUDA GPU is visible (check the driver and CUDA_VISIBLE_DEVICES): pass device='cpu'.")
+        if d.index is not None and d.index >= torch.cuda.device_count():
+            raise RuntimeError(f'device {str(device)!r} was requested but this machine has {torch.cuda.device_count()} CUDA GPU(s): pass cuda:0 ... cuda:{torch.cuda.device_count() - 1}.')
+    if d.type == 'mps':
+        mps = getattr(torch.backends, 'mps', None)
+        if mps is None or not mps.is_built():
+            raise RuntimeError(f"device {str(device)!r} was requested but MPS is not available in this torch build ({torch.__version__}): pass device='cpu', or install a torch build with MPS (macOS).")
+        if not mps.is_available(): raise RuntimeError(f"device {str(device)!r} was requested but MPS is not available on this machine (macOS 12.3+ on Apple silicon): pass device='cpu'.")
+    return d
 
 # %% ../nbs/12_models.ipynb #63418eb5
+_MAX_T = 100_000  # diffusion steps beyond this are a damaged configuration (the paper: 50)
+
+def _config_fits_weights(config:DiffHPEConfig, sd:dict)->list:
+    "What in `config` contradicts the shapes of `sd`: checked before the model is built, so a damaged configuration cannot allocate a huge model."
+    if config.T > _MAX_T: return [f'T={config.T} (more than {_MAX_T} diffusion steps)']
+    try:
+        arch = reference_denoiser_config({k[len('denoiser.'):]: v for k, v in sd.items() if k.startswith('denoiser.')})
+        want = dict(in_channels=config.in_channels, channels=config.channels, n_blocks=config.n_blocks, seq_len=config.seq_len)
+    except Exception as e: return [f'the denoiser cannot be sized ({type(e).__name__}: {str(e)[:100]})']
+    bad = [f'{k}={want[k]} (the weights have {arch[k]})' for k in want if want[k] != arch[k]]
+    if isinstance(config.conditioner, dict):  # the Wrapper's MixSTE: no size beyond the widest tensor of the file
+        widest = max((max(t.shape, default=1) for t in sd.values()), default=1)
+        for k, v in config.conditioner.items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and not 0 <= v <= widest: bad.append(f'conditioner {k}={v!r}')
+        try: hidden = config.conditioner.get('embed_dim', 0) * config.conditioner.get('mlp_ratio', 0)
+        except TypeError: hidden = None
+        if not isinstance(hidden, (int, float)) or not 0 <= hidden <= widest: bad.append('conditioner embed_dim x mlp_ratio')
+    return bad
+
 def load_checkpoint(path_dir, # a checkpoint directory written by `save_checkpoint`
                     map_location='cpu', # device of the loaded model
                    )->DiffHPE2D: # in evaluation mode; `.checkpoint_extra` holds the saved `extra`
-    "The model saved in `path_dir`, with its configuration and weights."
-    from safetensors.torch import load_file
-    config, extra = read_checkpoint_config(path_dir)
-    p = Path(path_dir)/'model.safetensors'
-    if not p.is_file(): raise FileNotFoundError(f'{p} not found: the checkpoint has a config.json but no weights.')
-    try: sd = load_file(p, device=str(torch.device(map_location)))
-    except Exception as e: raise ValueError(f'{p} could not be read as safetensors ({type(e).__name__}: {e}): the file is truncated or corrupt.') from None
+    "The model saved in `path_dir`, with its configuration and weights, verified against their stored hashes."
+    device, d = check_device(map_location), Path(path_dir)
+    sd, meta = read_checkpoint(d)
+    config = _diffhpe_config(meta, d/'config.json')
+    extra = meta.get('extra', {})
     if config.variant not in MODEL_CLASSES:
         raise ValueError(f'{path_dir} holds a {config.variant!r} model: `import diffhpe.wrapper` first, which registers it.')
-    model = MODEL_CLASSES[config.variant](config).to(map_location)
-    _load_strict(model, sd, str(p))
+    bad = _config_fits_weights(config, sd)
+    if bad: raise ValueError(f'{d/"config.json"} does not describe the weights in {d/"model.safetensors"}: {"; ".join(bad[:5])}. The files do not belong together.')
+    cls = MODEL_CLASSES[config.variant]
+    try: model = cls(config)
+    except Exception as e: raise ValueError(f'{d/"config.json"}: the configuration does not build a {cls.__name__} ({type(e).__name__}: {str(e)[:200]}).') from None
+    _load_strict(model, sd, str(d/'model.safetensors'))
     model.checkpoint_extra = extra
-    return model.eval()
+    return model.to(device).eval()
 
 # %% ../nbs/12_models.ipynb #2c334d29
 REFERENCE_CONFIG = dict(variant='diffhpe-2d', dropout=0.032, T=50, schedule='cosine', beta_start=1e-4, beta_end=0.5,
                         prediction='eps', x_scale=1.0, use_visibility=False)
 
-def read_reference_state_dict(path, # a reference `model.pth`, or its state dict (returned as it is)
+def read_reference_state_dict(path, # a reference `model.pth`, or its state dict (returned as it is, after the checks)
                              )->dict:
-    "The state dict of a reference checkpoint, read with `weights_only=True`, with clear errors for a missing or corrupt file."
-    if isinstance(path, dict): return path
-    p = Path(path)
-    if not p.is_file(): raise FileNotFoundError(f'{p} not found: pass the path of a reference model.pth.')
-    try: return torch.load(p, map_location='cpu', weights_only=True)
-    except Exception as e: raise ValueError(f'{p} could not be read by torch.load ({type(e).__name__}: {e}): the file is truncated, corrupt, or not a state dict.') from None
+    "The state dict of a reference checkpoint, read with `weights_only=True`: a dict of names to finite tensors, or a clear error."
+    if isinstance(path, dict): sd, where = path, 'the state dict'
+    else:
+        p = Path(path)
+        if not p.is_file(): raise FileNotFoundError(f'{p} not found: pass the path of a reference model.pth.')
+        try: sd = torch.load(p, map_location='cpu', weights_only=True)
+        except Exception as e: raise ValueError(f'{p} could not be read by torch.load ({type(e).__name__}: {str(e)[:200]}): the file is truncated, corrupt, or not a state dict.') from None
+        where = str(p)
+    if not isinstance(sd, dict): raise ValueError(f'{where} holds a {type(sd).__name__}, not a state dict (a dict of names to tensors).')
+    bad = [repr(k)[:60] for k, v in sd.items() if not isinstance(k, str) or not torch.is_tensor(v)]
+    if bad: raise ValueError(f'{where} is not a state dict: {len(bad)} entries are not name -> tensor ({", ".join(bad[:4])}).')
+    check_finite_weights(sd, where)  # no hash to check here: the reference stores none
+    return sd
 
 def load_reference_checkpoint(path, # a reference `model.pth` (or its state dict)
                               **config_overrides, # DiffHPEConfig fields to change (e.g. T, dropout)

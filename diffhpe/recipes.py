@@ -25,7 +25,7 @@ from .models import DiffHPE2D, DiffHPEConfig, DEFAULT_SAMPLING
 from .mixste import MixSTE
 from .wrapper import DiffHPEWrapper, MIXSTE_REFERENCE, load_model
 from .evaluation import evaluate
-from .training import train, train_preset, TrainConfig, dist_info, seed_everything
+from .training import train, train_preset, TrainConfig, dist_info, seed_everything, run_folder, check_seed
 
 # %% ../nbs/21_recipes.ipynb #0525977e
 MODELS = ('mixste', 'diffhpe-2d', 'diffhpe-wrapper')
@@ -153,23 +153,22 @@ def run_training(model:str, # a name in `MODELS`
     recipe = dict(model=model, data=data, preset=preset, keypoints=keypoints, data_dir=_source(data_dir), conditioner=_source(conditioner),
                   seq_len=seq_len, occlusion=occlusion, model_args=model_args or {}, train_args=train_args or {})
     if init is not None: recipe['init'] = _source(init) or 'a model in memory'
-    if not resume and (out/'last'/'state.pt').exists():
-        raise ValueError(f'{out} already holds a training run: pass resume=True (--resume) to continue it, or choose another out_dir.')
-    if resume and (out/'recipe.json').is_file():
-        saved = json.loads((out/'recipe.json').read_text())
-        if {k: v for k, v in saved.items() if k != 'max_minutes'} != recipe:
-            raise ValueError(f'{out} was started with other settings ({saved}); resume with the same ones, or choose another out_dir.')
-    cfg = recipe_train_config(model, preset, **({'max_minutes': max_minutes} if max_minutes is not None else {}), **(train_args or {}))
-    seed_everything(cfg.seed)  # the initial weights too: the same recipe gives the same model
-    net = build_model(model, preset, seq_len, conditioner, **(model_args or {}))
-    if init is not None and not (resume and (out/'last'/'state.pt').exists()): init_weights(net, init)
-    splits = splits or load_splits(data, keypoints, data_dir)
-    train_w = TrainWindows(splits['train'], seq_len, occlusion=occlusion, seed=cfg.seed)
-    val_w = EvalWindows(splits['validation'], seq_len, occlusion=occlusion, seed=cfg.seed)
-    if dist_info()[0] == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        (out/'recipe.json').write_text(json.dumps(recipe | {'max_minutes': cfg.max_minutes}, indent=1))
-    return train(net, train_w, val_w, cfg, out, resume=resume, log=log, eval_fn=mpjpe_probe(val_w))
+    with run_folder(out, resume) as note:  # the trainer's own check of the folder, and its lock, before any work (train, inside, checks no more)
+        if note and log is not None: log(note)
+        if resume and (out/'recipe.json').is_file():
+            try: saved = json.loads((out/'recipe.json').read_text())
+            except (ValueError, RecursionError) as e: raise ValueError(f'{out/"recipe.json"} is not valid JSON ({type(e).__name__}): restore it, or start a new run in another out_dir.') from None
+            if not isinstance(saved, dict) or {k: v for k, v in saved.items() if k != 'max_minutes'} != recipe:
+                raise ValueError(f'{out} was started with other settings ({saved}); resume with the same ones, or choose another out_dir.')
+        cfg = recipe_train_config(model, preset, **({'max_minutes': max_minutes} if max_minutes is not None else {}), **(train_args or {}))
+        seed_everything(cfg.seed)  # the initial weights too: the same recipe gives the same model
+        net = build_model(model, preset, seq_len, conditioner, **(model_args or {}))
+        if init is not None and not (resume and (out/'last'/'state.pt').exists()): init_weights(net, init)
+        splits = splits or load_splits(data, keypoints, data_dir)
+        train_w = TrainWindows(splits['train'], seq_len, occlusion=occlusion, seed=cfg.seed)
+        val_w = EvalWindows(splits['validation'], seq_len, occlusion=occlusion, seed=cfg.seed)
+        if dist_info()[0] == 0: (out/'recipe.json').write_text(json.dumps(recipe | {'max_minutes': cfg.max_minutes}, indent=1))
+        return train(net, train_w, val_w, cfg, out, resume=resume, log=log, eval_fn=mpjpe_probe(val_w))
 
 # %% ../nbs/21_recipes.ipynb #02f5d361
 def run_evaluation(path, # a checkpoint or run folder, a pretrained name, or a model
@@ -192,6 +191,7 @@ def run_evaluation(path, # a checkpoint or run folder, a pretrained name, or a m
     "Score a trained model on a split: an `EvalResult` with per-action tables and the overall averages (mm)."
     if split not in ('test', 'validation'): raise ValueError(f"split must be 'test' or 'validation', got {split!r}.")
     if int(every) != every or every < 1: raise ValueError(f'every must be a positive integer, got {every!r}.')
+    check_seed(seed, 'seed')
     model = path if isinstance(path, torch.nn.Module) else load_model(path)
     seqs = (splits or load_splits(data, keypoints, data_dir))[split][::every]
     windows = EvalWindows(seqs, model.seq_len if isinstance(model, MixSTE) else model.config.seq_len, mode, occlusion, seed=seed)

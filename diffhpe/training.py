@@ -4,14 +4,15 @@
 
 # %% auto #0
 __all__ = ['VALIDATE_UNITS', 'LR_SCHEDULES', 'SELECT_ON', 'TRAIN_PRESETS', 'PRESET_DROPOUT', 'LOG_COLUMNS', 'PLOT_SECONDS',
-           'supervised_loss', 'training_loss', 'validation_loss', 'Objective', 'TinyLifterConfig', 'TinyLifter',
-           'toy_sequences', 'TrainConfig', 'train_preset', 'dist_info', 'resolve_device', 'init_distributed',
-           'EpochBatches', 'warmup_lr', 'run_progress', 'cosine_lr', 'EMA', 'recover_checkpoint_dir',
-           'write_checkpoint_dir', 'load_weights', 'checkpoint_info', 'seed_everything', 'read_log', 'CSVLog',
-           'plot_log', 'spread_indices', 'validation_pass', 'train']
+           'LOCK_NAME', 'supervised_loss', 'training_loss', 'validation_loss', 'Objective', 'TinyLifterConfig',
+           'TinyLifter', 'check_seed', 'toy_sequences', 'TrainConfig', 'train_preset', 'dist_info', 'resolve_device',
+           'init_distributed', 'EpochBatches', 'warmup_lr', 'run_progress', 'cosine_lr', 'EMA',
+           'recover_checkpoint_dir', 'write_checkpoint_dir', 'load_weights', 'checkpoint_info', 'seed_everything',
+           'read_log', 'CSVLog', 'plot_log', 'spread_indices', 'validation_pass', 'RunFolderError', 'run_folder',
+           'train']
 
 # %% ../nbs/20_training.ipynb #387a4d74
-import contextlib, csv, dataclasses, json, math, os, random, shutil, time
+import contextlib, csv, dataclasses, errno, hashlib, io, json, math, os, random, shutil, socket, threading, time
 from dataclasses import dataclass, asdict, fields
 from pathlib import Path
 
@@ -21,14 +22,15 @@ import torch
 from torch import nn
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Subset
-from safetensors.torch import save_file, load_file
+from safetensors.torch import save as safetensors_bytes
 
 # %% ../nbs/20_training.ipynb #946cbcab
 from .skeleton import rest_pose
 from .cameras import h36m_camera
 from .data import PoseSequence
 from .mixste import mixste_loss
-from .models import CHECKPOINT_FORMAT
+from .models import (CHECKPOINT_FORMAT, weights_sha256, config_sha256, read_checkpoint, check_device, _read_config_json,
+                            _read_safetensors, _write_bytes, _disk_error)
 
 # %% ../nbs/20_training.ipynb #66dbb6ec
 def supervised_loss(model:nn.Module, # called as `model(x_2d) -> (B, L, J, 3)`
@@ -79,13 +81,22 @@ class TinyLifter(nn.Module):
         y = self.net(x_2d.reshape(B, L, J * 2)).reshape(B, L, J, 3)
         return y - y[..., :1, :]
 
+# %% ../nbs/20_training.ipynb #1a5570ee
+def check_seed(seed, # the value given as a seed
+               name:str='seed', # how the message names it
+              )->int:
+    "`seed` as an int if it is a whole number in [0, 2**63) (numpy integers too, not bools); else a ValueError."
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
+        raise ValueError(f'{name} must be a whole number in [0, 2**63), got {seed!r}: seeds are integers such as 0, 1 or 42.')
+    return int(seed)
+
 # %% ../nbs/20_training.ipynb #b21ccb53
 def toy_sequences(n_sequences:int=4, # number of sequences (cameras and actions cycle)
                   n_frames:int=90, # frames per sequence
                   seed:int=0,
                  )->list: # of PoseSequence
     "`PoseSequence`s of a rest pose with random-walking joints seen by Human3.6M cameras: a learnable toy lifting problem."
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed))
     out = []
     for i in range(n_sequences):
         walk = np.cumsum(rng.normal(scale=0.004, size=(n_frames, 17, 3)), 0)
@@ -137,7 +148,8 @@ class TrainConfig:
                 raise ValueError(f'TrainConfig.{name} must be {"an integer" if integer else "a number"} {">= 0" if zero else "> 0"}'
                                  f'{" or None" if none else ""}, got {v!r}.')
         for n in ('epochs', 'batch_size', 'validate_every', 'eval_every'): check(n)
-        for n in ('lr_plateau_patience', 'warmup_steps', 'seed', 'num_workers'): check(n, zero=True)
+        for n in ('lr_plateau_patience', 'warmup_steps', 'num_workers'): check(n, zero=True)
+        check_seed(self.seed, 'TrainConfig.seed')
         for n in ('max_steps', 'val_max_windows', 'checkpoint_every', 'log_every'): check(n, none=True)
         for n in ('weight_decay', 'min_lr', 'lr_plateau_threshold'): check(n, integer=False, zero=True)
         for n in ('grad_clip', 'max_minutes', 'snapshot_minutes'): check(n, none=True, integer=False)
@@ -146,6 +158,7 @@ class TrainConfig:
             raise ValueError(f'TrainConfig.lr_plateau_factor must be in (0, 1) (0.5 halves the lr), got {self.lr_plateau_factor}.')
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
             raise ValueError(f'TrainConfig.ema_decay must be in (0, 1) (e.g. 0.999) or None, got {self.ema_decay}.')
+        if not isinstance(self.device, str): raise ValueError(f"TrainConfig.device must be a string ('auto', 'cpu', 'cuda', 'cuda:1', 'mps'), got {self.device!r}.")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f'TrainConfig.lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}.')
         if self.validate_unit not in VALIDATE_UNITS:
@@ -199,13 +212,13 @@ def dist_info()->tuple:
     return 0, 1
 
 def resolve_device(device:str='auto')->torch.device:
-    "The torch device of `device`: 'auto' picks cuda (this process's LOCAL_RANK GPU), then mps, then cpu."
+    "The torch device of `device`: 'auto' picks cuda (this process's LOCAL_RANK GPU), then mps, then cpu; one this build or machine lacks is an error."
     local = int(os.environ.get('LOCAL_RANK', 0))
-    if device == 'auto':
+    if isinstance(device, str) and device == 'auto':
         if torch.cuda.is_available(): return torch.device('cuda', local % torch.cuda.device_count())
         if getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available(): return torch.device('mps')
         return torch.device('cpu')
-    d = torch.device(device)
+    d = check_device(device)
     return torch.device('cuda', local) if d.type == 'cuda' and d.index is None and dist_info()[1] > 1 else d
 
 def init_distributed(backend:str=None, # None: 'nccl' with CUDA, else 'gloo'
@@ -234,7 +247,7 @@ class EpochBatches:
             raise ValueError(f'batch_size {batch_size} is not divisible by the {world_size} processes: use a multiple of {world_size}.')
         self.n_batches, self.batch_size, self.local = n_items // batch_size, batch_size, batch_size // world_size
         self.rank, self.start = rank, start
-        self.order = np.random.default_rng([seed, epoch]).permutation(n_items) if shuffle else np.arange(n_items)
+        self.order = np.random.default_rng([check_seed(seed), epoch]).permutation(n_items) if shuffle else np.arange(n_items)
 
     def __len__(self): return max(0, self.n_batches - self.start)
 
@@ -327,16 +340,22 @@ def recover_checkpoint_dir(dest, # a checkpoint folder, e.g. out_dir/'last'
     return dest if dest.exists() else None
 
 def write_checkpoint_dir(dest, # the checkpoint folder to (re)place, e.g. out_dir/'last'
-                         files:dict, # file name -> function(path) that writes that file
+                         files:dict, # file name -> its bytes, or a function(path) that writes that file
                         )->Path:
     "Write `files` into a fresh folder beside `dest`, fsync them, and swap it in with two renames: `dest` is always complete."
     dest = Path(dest); tmp, old = _aside(dest, 'tmp'), _aside(dest, 'old')
     recover_checkpoint_dir(dest)
-    tmp.mkdir(parents=True)
-    for name, write in files.items():
-        write(tmp/name)
-        _fsync(tmp/name)
-    _fsync(tmp)
+    try:
+        tmp.mkdir(parents=True)
+        for name, content in files.items():
+            if callable(content): content(tmp/name)
+            else: _write_bytes(tmp/name, content)
+            _fsync(tmp/name)
+        _fsync(tmp)
+    except BaseException as e:  # a failed write (a full disk, an error, Ctrl-C) leaves no partial folder behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError): raise _disk_error(e, dest) from e
+        raise
     if dest.exists(): os.replace(dest, old)
     os.replace(tmp, dest)
     _fsync(dest.parent)
@@ -354,31 +373,33 @@ def _jsonable(x):
     return x if isinstance(x, dict) else None
 
 def _checkpoint_files(model:nn.Module, extra:dict, state:dict=None)->dict:
-    "The files of a checkpoint folder: weights, JSON description and (for `last`) the training state."
+    "The files of a checkpoint folder as bytes: weights (with the content hashes), JSON description and (for `last`) the training state."
     w = _weights(model)
     meta = {'format': CHECKPOINT_FORMAT, 'class': type(model).__name__, 'module': type(model).__module__,
             'config': _jsonable(getattr(model, 'config', None)), 'extra': extra}
     text = json.dumps(meta, indent=1, default=str)
-    files = {'model.safetensors': lambda p: save_file(w, str(p), metadata={'format': CHECKPOINT_FORMAT, 'step': str(extra.get('step'))}),
-             'config.json': lambda p: Path(p).write_text(text)}
+    header = {'format': CHECKPOINT_FORMAT, 'step': str(extra.get('step')), 'weights_sha256': weights_sha256(w), 'config_sha256': config_sha256(json.loads(text))}
+    files = {'config.json': text.encode()}
     if state is not None:
-        def write_state(p):
-            with open(p, 'wb') as f: torch.save(state, f)
-        files['state.pt'] = write_state
-    return files
+        buf = io.BytesIO(); torch.save(state, buf)
+        files['state.pt'] = buf.getvalue()
+        header['state_sha256'] = hashlib.sha256(files['state.pt']).hexdigest()
+    return {'model.safetensors': safetensors_bytes(w, metadata=header), **files}
 
 def load_weights(model:nn.Module, # a model of the same architecture
                  path, # a checkpoint folder (out_dir/'best', out_dir/'last') or a run's out_dir
                  which:str='best', # when `path` is a run folder: 'best' or 'last'
                  strict:bool=True, # every key must match
                 )->nn.Module:
-    "Load the weights of a `train` checkpoint into `model` (on its device); returns the model."
+    "Load the verified weights of a `train` checkpoint into `model` (on its device); returns the model."
     p = Path(path)
     if (p/which/'model.safetensors').exists(): p = p/which
     f = p/'model.safetensors'
     if not f.exists(): raise ValueError(f'No model.safetensors in {p}: pass a checkpoint folder (out_dir/"best" or out_dir/"last") or a run folder.')
+    sd, _ = read_checkpoint(p)
     dev = next((t.device for t in model.state_dict().values()), torch.device('cpu'))
-    model.load_state_dict(load_file(str(f), device=str(dev)), strict=strict)
+    try: model.load_state_dict({k: v.to(dev) for k, v in sd.items()}, strict=strict)
+    except RuntimeError as e: raise ValueError(f'{f} does not fit this {type(model).__name__}: build the model with the architecture of the run ({str(e)[:300]}).') from None
     return model
 
 def checkpoint_info(path, # a checkpoint folder
@@ -386,14 +407,14 @@ def checkpoint_info(path, # a checkpoint folder
     "The JSON description of a checkpoint folder: model class and config, and under `extra` the training details."
     f = Path(path)/'config.json'
     if not f.exists(): raise ValueError(f'No config.json in {path}: pass a checkpoint folder such as out_dir/"best".')
-    return json.loads(f.read_text())
+    return _read_config_json(f)
 
 # %% ../nbs/20_training.ipynb #5e4c28cb
 def seed_everything(seed:int, # the run's seed
                     rank:int=0, # the process; each gets its own stream
                    ):
-    "Seed python, numpy and torch (all devices) from (seed, rank)."
-    s = int(np.random.SeedSequence([seed, rank]).generate_state(1)[0])
+    "Seed python, numpy and torch (all devices) from (seed, rank); both must be whole numbers >= 0."
+    s = int(np.random.SeedSequence([check_seed(seed), check_seed(rank, 'rank')]).generate_state(1)[0])
     random.seed(s); np.random.seed(s); torch.manual_seed(s)
 
 def _rng_state()->dict:
@@ -448,7 +469,9 @@ class CSVLog:
 
     def write(self, row:dict):
         "Append one row (missing columns stay empty)."
-        with open(self.path, 'a', newline='') as f: f.write(','.join(_fmt(row.get(c)) for c in self.columns) + '\n')
+        try:
+            with open(self.path, 'a', newline='') as f: f.write(','.join(_fmt(row.get(c)) for c in self.columns) + '\n')
+        except OSError as e: raise _disk_error(e, self.path) from e
 
 # %% ../nbs/20_training.ipynb #b472b5b4
 def plot_log(log, # rows from `read_log`, or a log CSV / run folder
@@ -496,6 +519,7 @@ def validation_pass(model:nn.Module, # the model (in the weights to validate)
                    )->float:
     "The window-weighted mean of `validation_loss` over `windows[indices]`, reproducible and summed over DDP processes."
     rank, world = dist_info()
+    check_seed(seed, 'validation_pass seed')
     device = torch.device(device) if device is not None else next(model.parameters()).device
     idx = np.arange(len(windows)) if indices is None else np.asarray(indices)
     loader = DataLoader(Subset(windows, idx[rank::world].tolist()), batch_size=batch_size, num_workers=num_workers,
@@ -517,6 +541,110 @@ def validation_pass(model:nn.Module, # the model (in the weights to validate)
     if world > 1: dist.all_reduce(tot)
     return (tot[0] / tot[1]).item()
 
+# %% ../nbs/20_training.ipynb #60a3cc6f
+LOCK_NAME = '.train.lock'
+_HELD = {}  # (resolved run folder, thread id) -> how many nested `run_folder`s this thread has open on it
+
+class RunFolderError(ValueError):
+    "A run folder this training may not write: it holds another run, or another trainer is using it."
+
+try: import fcntl
+except ImportError: fcntl = None  # Windows
+
+def _holder(text:str)->str:
+    "Who a lock file's text names."
+    try: h = json.loads(text); return f"pid {h['pid']} on {h['host']}, since {h['since']}"
+    except Exception: return 'an unknown process'
+
+def _pid_alive(pid)->bool:
+    try: os.kill(int(pid), 0)
+    except ProcessLookupError: return False
+    except (PermissionError, OSError, ValueError, TypeError, OverflowError): return True
+    return True
+
+def _acquire_lock(lock:Path)->tuple: # (open file descriptor, the text a dead holder left, or None)
+    "Take the lock file `lock` for this process, or raise RunFolderError naming its holder."
+    me = json.dumps({'pid': os.getpid(), 'host': socket.gethostname(), 'since': time.strftime('%Y-%m-%d %H:%M:%S')}).encode()
+    busy = lambda text: RunFolderError(f'{lock.parent} is in use by another trainer ({_holder(text)}; lock file {lock}): wait for it '
+                                       'to finish or stop it, or choose another out_dir (--out).')
+    if fcntl is None:  # O_EXCL: a crashed trainer's file stays and must be removed by hand
+        try: fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            text = lock.read_text(errors='replace')
+            try: h = json.loads(text); dead = h['host'] == socket.gethostname() and not _pid_alive(h['pid'])
+            except Exception: dead = False
+            if dead: raise RunFolderError(f'{lock} was left by a trainer that no longer runs ({_holder(text)}): remove it, then start again.') from None
+            raise busy(text) from None
+        os.write(fd, me)
+        return fd, None
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            text = os.read(fd, 4096).decode(errors='replace'); os.close(fd)
+            if e.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES): raise busy(text) from None
+            raise
+        try: same = os.stat(lock).st_ino == os.fstat(fd).st_ino  # not unlinked by a releasing trainer meanwhile
+        except FileNotFoundError: same = False
+        if same: break
+        os.close(fd)
+    left = os.read(fd, 4096).decode(errors='replace') or None
+    os.lseek(fd, 0, os.SEEK_SET); os.ftruncate(fd, 0); os.write(fd, me); os.fsync(fd)
+    return fd, left
+
+def _release_lock(lock:Path, fd:int):
+    "Remove the lock file, then release it (in this order: see `_acquire_lock`)."
+    try: os.unlink(lock)
+    except FileNotFoundError: pass
+    finally: os.close(fd)
+
+# %% ../nbs/20_training.ipynb #12873ec7
+def _check_run_folder(out:Path, resume:bool):
+    "Refuse a non-empty `out` for a new run, and a non-empty one without last/ for a resume."
+    there = sorted(p.name for p in out.iterdir() if p.name != LOCK_NAME)
+    if not there or (resume and (out/'last'/'state.pt').is_file()): return
+    listing = ', '.join(there[:6]) + (', ...' if len(there) > 6 else '')
+    if not resume:
+        raise RunFolderError(f'{out} is not empty (it holds {listing}): a new run would overwrite it. Pass resume=True (--resume) '
+                             'to continue the run in it, or choose another out_dir (--out).')
+    init = f'start a new run from its best weights in another out_dir (--init {out/"best"} --out NEW), or ' if (out/'best').is_dir() else ''
+    raise RunFolderError(f'{out} holds {listing} but no last/ checkpoint to resume from: {init}remove {out} to start it again.')
+
+@contextlib.contextmanager
+def run_folder(out_dir, # the run folder (created if needed)
+               resume:bool=False, # the run continues from out_dir/last
+              ):
+    "Check that `out_dir` may be written by this run and hold its lock (rank 0) while the block runs."
+    out = Path(out_dir)
+    key = (str(out.resolve()), threading.get_ident())
+    if key in _HELD:  # entered already by this thread (run_training, then train): checked and locked
+        _HELD[key] += 1
+        try: yield None
+        finally: _HELD[key] -= 1
+        return
+    rank, world = dist_info()
+    fd = err = note = None
+    if rank == 0:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            fd, left = _acquire_lock(out/LOCK_NAME)
+            if left: note = f'note: took over the lock of a trainer that no longer runs ({_holder(left)}).'
+            recover_checkpoint_dir(out/'last'); recover_checkpoint_dir(out/'best')
+            _check_run_folder(out, resume)
+        except BaseException as e: err = e
+    if world > 1:  # every process learns rank 0's verdict: all raise, none waits at a barrier
+        verdict = [None if err is None else f'{type(err).__name__}: {err}']
+        dist.broadcast_object_list(verdict, src=0)
+        if rank != 0 and verdict[0] is not None: raise RunFolderError(f'rank 0 refused the run folder: {verdict[0]}')
+    if err is not None:
+        if fd is not None: _release_lock(out/LOCK_NAME, fd)
+        raise err
+    _HELD[key] = 1
+    try: yield note
+    finally:
+        del _HELD[key]
+        if fd is not None: _release_lock(out/LOCK_NAME, fd)
+
 # %% ../nbs/20_training.ipynb #e3349091
 def _windows_info(w)->dict|None:
     if w is None: return None
@@ -533,19 +661,44 @@ def _as_config(config)->'TrainConfig':
     if isinstance(config, TrainConfig): return config
     raise ValueError(f'config must be a TrainConfig, a preset name or a dict, got {type(config).__name__}.')
 
+# %% ../nbs/20_training.ipynb #f7318e1b
+_STATE_KEYS = ('steps_per_epoch', 'world_size', 'progress', 'rng', 'optimizer', 'plateau', 'scaler', 'ema')
+
+def _cannot_resume(what:str, out:Path)->ValueError:
+    "The error of a `last/` checkpoint that cannot be resumed, with the ways to recover."
+    best = out/'best'
+    way = (f'Start a new run from its best weights in another folder (diffhpe train --init {best} --out NEW; in Python, '
+           f'load_weights(model, {str(best)!r}) before train), or remove {out} to start over.') if (best/'model.safetensors').is_file() else f'Remove {out} to start over.'
+    return ValueError(f'{what}: the run in {out} cannot resume from it. {way}')
+
+def _read_last(last_dir:Path, out:Path)->tuple: # (verified weights on the CPU, training state)
+    "The weights and the training state in `last_dir`, verified, or an error that says how to recover."
+    try: sd, _ = read_checkpoint(last_dir)
+    except (ValueError, OSError) as e: raise _cannot_resume(str(e).rstrip('.'), out) from None
+    f = last_dir/'state.pt'
+    try: data = f.read_bytes()
+    except OSError as e: raise _cannot_resume(f'{f} could not be read ({e})', out) from None
+    want = _read_safetensors(last_dir/'model.safetensors', header_only=True)[1].get('state_sha256')
+    if want is not None and hashlib.sha256(data).hexdigest() != want:
+        raise _cannot_resume(f'{f} changed since the checkpoint was written (its SHA-256 differs from the one stored in model.safetensors)', out)
+    try: s = torch.load(io.BytesIO(data), map_location='cpu', weights_only=True)
+    except Exception as e: raise _cannot_resume(f'{f} could not be read by torch.load ({type(e).__name__}: {str(e)[:200]}): it is truncated or corrupt', out) from None
+    if not isinstance(s, dict) or any(k not in s for k in _STATE_KEYS): raise _cannot_resume(f'{f} is not a training state written by this trainer', out)
+    return sd, s
+
 # %% ../nbs/20_training.ipynb #5b688b5f
 def train(model:nn.Module, # `training_loss(batch)` [+ `validation_loss(batch)`], or `model(x_2d) -> x_3d`
           train_windows, # dataset of item dicts, e.g. `TrainWindows` (its `set_epoch` is called every epoch)
           val_windows, # dataset for validation, e.g. `EvalWindows` of VALIDATION subjects (None: no validation, no `best`)
           config:TrainConfig, # a `TrainConfig`, a preset name or a dict
           out_dir, # the run folder: log.csv, curve.png, summary.json, best/ and last/
-          resume:bool=False, # continue the run in `out_dir` from `last` (a new run if there is none)
+          resume:bool=False, # continue the run in `out_dir` from `last` (a new run if the folder is empty or new)
           log=print, # receives progress messages (None: silent)
           eval_fn=None, # optional `eval_fn(model) -> validation MPJPE in mm`, every `eval_every` validations (rank 0)
           progress:bool=True, # a tqdm bar, if tqdm is installed
           on_step=None, # optional `on_step(info)` after each step's bookkeeping; info: step, epoch, loss
          )->dict: # summary of the run (also written to out_dir/summary.json)
-    "Train `model`: Adam, warm-up, plateau lr on the current validation loss, EMA, best/last checkpoints, exact resume, DDP-aware."
+    "Train `model`: Adam, warm-up, plateau lr on the current validation loss, EMA, best/last checkpoints, exact resume, DDP-aware; one trainer per folder."
     cfg = _as_config(config)
     if cfg.select_on == 'val_mpjpe' and (eval_fn is None or val_windows is None):
         raise ValueError("select_on='val_mpjpe' needs validation windows and an `eval_fn` returning the MPJPE.")
@@ -572,159 +725,161 @@ def train(model:nn.Module, # `training_loss(batch)` [+ `validation_loss(batch)`]
     st = dict(step=0, best=math.inf, best_step=None, best_val_loss=None, best_val_mpjpe=None, last_val_loss=None,
               elapsed=0., loss_sum=0., loss_n=0, n_val=0, n_snapshots=0)
 
-    # --- a new run, or resume the last one
-    last_dir, best_dir = out/'last', out/'best'
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        recover_checkpoint_dir(last_dir); recover_checkpoint_dir(best_dir)
-    if world > 1: dist.barrier()
-    found = (last_dir/'state.pt').exists()
-    if found and not resume:
-        raise ValueError(f'{out} already holds a training run: pass resume=True to continue it, or choose another out_dir.')
-    resumed = resume and found
-    if resumed:
-        s = torch.load(last_dir/'state.pt', map_location='cpu', weights_only=True)
-        if s['steps_per_epoch'] != spe:
-            raise ValueError(f'The run in {out} had {s["steps_per_epoch"]} steps per epoch, now {spe}: resume with the same '
-                             'batch_size and the same training windows (epoch_size).')
-        model.load_state_dict(load_file(str(last_dir/'model.safetensors'), device=str(device)))
-        opt.load_state_dict(s['optimizer']); plateau.load_state_dict(s['plateau'])
-        if use_amp and s['scaler']: scaler.load_state_dict(s['scaler'])
-        if ema is not None and s['ema'] is not None: ema.load_state_dict(s['ema'])
-        elif ema is not None: ema = EMA(model, cfg.ema_decay); say('note: the checkpoint has no EMA; starting one from its weights.')
-        st.update(s['progress'])
-        if s['world_size'] == world: _set_rng_state(s['rng'][rank])
+    with run_folder(out, resume) as note:
+        # --- a new run, or resume the last one (run_folder has checked the folder, recovered its checkpoints, and holds its lock)
+        last_dir, best_dir = out/'last', out/'best'
+        if note: say(note)
+        found = (last_dir/'state.pt').exists()
+        resumed = resume and found
+        if resumed:
+            sd, s = _read_last(last_dir, out)
+            if s['steps_per_epoch'] != spe:
+                raise ValueError(f'The run in {out} had {s["steps_per_epoch"]} steps per epoch, now {spe}: resume with the same '
+                                 'batch_size and the same training windows (epoch_size).')
+            try: model.load_state_dict({k: v.to(device) for k, v in sd.items()})
+            except RuntimeError as e: raise ValueError(f'{last_dir/"model.safetensors"} does not fit this {type(model).__name__}: resume with the model of the run ({str(e)[:200]}).') from None
+            try:
+                opt.load_state_dict(s['optimizer']); plateau.load_state_dict(s['plateau'])
+                if use_amp and s['scaler']: scaler.load_state_dict(s['scaler'])
+                if ema is not None and s['ema'] is not None: ema.load_state_dict(s['ema'])
+                elif ema is not None: ema = EMA(model, cfg.ema_decay); say('note: the checkpoint has no EMA; starting one from its weights.')
+                st.update(s['progress'])
+                if s['world_size'] == world: _set_rng_state(s['rng'][rank])
+                else:
+                    seed_everything(cfg.seed, rank + 1000 * (st['step'] + 1))
+                    say(f'note: the run was saved by {s["world_size"]} processes, now {world}: random states re-seeded (the data order is unchanged).')
+            except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError) as e:
+                raise _cannot_resume(f'{last_dir/"state.pt"} does not hold a usable training state ({type(e).__name__}: {str(e)[:200]})', out) from None
+            say(f'resumed {out} at step {st["step"]} (epoch {st["step"] / spe:.2f}).')
         else:
-            seed_everything(cfg.seed, rank + 1000 * (st['step'] + 1))
-            say(f'note: the run was saved by {s["world_size"]} processes, now {world}: random states re-seeded (the data order is unchanged).')
-        say(f'resumed {out} at step {st["step"]} (epoch {st["step"] / spe:.2f}).')
-    else:
-        seed_everything(cfg.seed, rank)
-        if resume: say(f'no checkpoint in {out}: starting a new run.')
+            seed_everything(cfg.seed, rank)
+            if resume: say(f'no checkpoint in {out}: starting a new run.')
 
-    net = Objective(model)
-    if world > 1: net = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == 'cuda' else None)
-    val_idx = spread_indices(len(val_windows), cfg.val_max_windows) if val_windows is not None else None
-    logger = CSVLog(out/'log.csv', list(LOG_COLUMNS) + (['val_mpjpe'] if eval_fn is not None else []),
-                    keep_until=st['step'] if resumed else None) if main else None
-    info = {'train_config': cfg.to_dict(), 'train_windows': _windows_info(train_windows), 'val_windows': _windows_info(val_windows),
-            'world_size': world, 'steps_per_epoch': spe, 'torch': torch.__version__}
+        net = Objective(model)
+        if world > 1: net = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == 'cuda' else None)
+        val_idx = spread_indices(len(val_windows), cfg.val_max_windows) if val_windows is not None else None
+        logger = CSVLog(out/'log.csv', list(LOG_COLUMNS) + (['val_mpjpe'] if eval_fn is not None else []),
+                        keep_until=st['step'] if resumed else None) if main else None
+        info = {'train_config': cfg.to_dict(), 'train_windows': _windows_info(train_windows), 'val_windows': _windows_info(val_windows),
+                'world_size': world, 'steps_per_epoch': spe, 'torch': torch.__version__}
 
-    def validate(step, scheduled):
-        "Validation loss and MPJPE with the evaluation weights; writes `best` when the score improves."
-        with (ema.applied(model) if ema is not None else contextlib.nullcontext()):
-            loss = validation_pass(model, val_windows, val_idx, cfg.batch_size, cfg.seed, device, cfg.num_workers, use_amp)
-            if not math.isfinite(loss): raise FloatingPointError(f'The validation loss is {loss} at step {step}: lower the lr, set grad_clip, or disable amp.')
-            if scheduled: st['n_val'] += 1
-            mpjpe = None
-            if eval_fn is not None and main and (not scheduled or (st['n_val'] - 1) % cfg.eval_every == 0):
-                mpjpe = float(eval_fn(model)); model.train()
-            score = loss if cfg.select_on == 'val_loss' else mpjpe
-            better = score is not None and score < st['best']
-            if better:
-                st.update(best=score, best_step=step, best_val_loss=loss, best_val_mpjpe=mpjpe)
-                if main: write_checkpoint_dir(best_dir, _checkpoint_files(model, dict(info, step=step, epoch=step / spe, val_loss=loss,
-                                                                                      val_mpjpe=mpjpe, selected_on=cfg.select_on, ema=ema is not None)))
-        return loss, mpjpe, better
+        def validate(step, scheduled):
+            "Validation loss and MPJPE with the evaluation weights; writes `best` when the score improves."
+            with (ema.applied(model) if ema is not None else contextlib.nullcontext()):
+                loss = validation_pass(model, val_windows, val_idx, cfg.batch_size, cfg.seed, device, cfg.num_workers, use_amp)
+                if not math.isfinite(loss): raise FloatingPointError(f'The validation loss is {loss} at step {step}: lower the lr, set grad_clip, or disable amp.')
+                if scheduled: st['n_val'] += 1
+                mpjpe = None
+                if eval_fn is not None and main and (not scheduled or (st['n_val'] - 1) % cfg.eval_every == 0):
+                    mpjpe = float(eval_fn(model)); model.train()
+                score = loss if cfg.select_on == 'val_loss' else mpjpe
+                better = score is not None and score < st['best']
+                if better:
+                    st.update(best=score, best_step=step, best_val_loss=loss, best_val_mpjpe=mpjpe)
+                    if main: write_checkpoint_dir(best_dir, _checkpoint_files(model, dict(info, step=step, epoch=step / spe, val_loss=loss,
+                                                                                          val_mpjpe=mpjpe, selected_on=cfg.select_on, ema=ema is not None)))
+            return loss, mpjpe, better
 
-    def save_last(step):
-        rng = [None] * world
-        if world > 1: dist.all_gather_object(rng, _rng_state())
-        else: rng = [_rng_state()]
-        if not main: return
-        state = {'version': 1, 'step': step, 'epoch': step // spe, 'batch_in_epoch': step % spe, 'steps_per_epoch': spe,
-                 'world_size': world, 'progress': dict(st), 'rng': rng,
-                 'windows_epoch': getattr(train_windows, 'epoch', None), 'optimizer': opt.state_dict(), 'plateau': plateau.state_dict(),
-                 'scaler': scaler.state_dict() if use_amp else None, 'ema': ema.state_dict() if ema is not None else None}
-        write_checkpoint_dir(last_dir, _checkpoint_files(model, dict(info, step=step, epoch=step / spe), state))
+        def save_last(step):
+            rng = [None] * world
+            if world > 1: dist.all_gather_object(rng, _rng_state())
+            else: rng = [_rng_state()]
+            if not main: return
+            state = {'version': 1, 'step': step, 'epoch': step // spe, 'batch_in_epoch': step % spe, 'steps_per_epoch': spe,
+                     'world_size': world, 'progress': dict(st), 'rng': rng,
+                     'windows_epoch': getattr(train_windows, 'epoch', None), 'optimizer': opt.state_dict(), 'plateau': plateau.state_dict(),
+                     'scaler': scaler.state_dict() if use_amp else None, 'ema': ema.state_dict() if ema is not None else None}
+            write_checkpoint_dir(last_dir, _checkpoint_files(model, dict(info, step=step, epoch=step / spe), state))
 
-    bar = None
-    if progress and main:
-        try:
-            from tqdm import tqdm
-            bar = tqdm(total=total, initial=st['step'], unit='step', dynamic_ncols=True)
-        except ImportError: pass
-    t0 = t_plot = time.perf_counter()
-    elapsed0, step = st['elapsed'], st['step']
-    loss_sum = torch.tensor(st['loss_sum'], dtype=torch.float64, device=device)
-    stopped = None if step < total else 'completed' if step >= cfg.epochs * spe else 'max_steps'
-    say(f'training {type(model).__name__} on {device} ({world} process{"es" if world > 1 else ""}): steps {step} -> {total}, '
-        f'{spe} steps per epoch of {n_items} windows, batch {cfg.batch_size}.')
-    model.train()
-    while stopped is None:
-        epoch, pos = divmod(step, spe)
-        if hasattr(train_windows, 'set_epoch'): train_windows.set_epoch(epoch)
-        sampler = EpochBatches(n_items, cfg.batch_size, epoch, cfg.seed, rank, world, start=pos)
-        loader = DataLoader(train_windows, batch_sampler=sampler, num_workers=cfg.num_workers,
-                            pin_memory=device.type == 'cuda', generator=torch.Generator())
-        for batch in loader:
-            # --- one optimizer step
-            if step < cfg.warmup_steps:
-                for g in opt.param_groups: g['lr'] = warmup_lr(cfg.lr, step, cfg.warmup_steps)
-            elif cfg.lr_schedule == 'cosine':
-                for g in opt.param_groups: g['lr'] = cosine_lr(cfg.lr, cfg.min_lr, run_progress(step, total, elapsed0 + time.perf_counter() - t0, cfg.max_minutes))
-            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                loss = net(_to_device(batch, device))
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if cfg.grad_clip is not None:
-                scaler.unscale_(opt)
-                nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            scaler.step(opt); scaler.update()
-            if ema is not None: ema.update(model)
-            step += 1
-            if step == cfg.warmup_steps:
-                for g in opt.param_groups: g['lr'] = cfg.lr
-            loss_sum += loss.detach().double(); st['loss_n'] += 1
-            if bar is not None: bar.update(1)
-            # --- the step boundary
-            timed_out = cfg.max_minutes is not None and time.perf_counter() - t0 > 60 * cfg.max_minutes
-            if world > 1 and cfg.max_minutes is not None:  # every process must stop at the same step
-                flag = torch.tensor(float(timed_out), device=device); dist.all_reduce(flag, op=dist.ReduceOp.MAX); timed_out = bool(flag.item())
-            done = step >= total
-            k = cfg.validate_every * (spe if cfg.validate_unit == 'epochs' else 1)
-            scheduled = step % k == 0
-            do_val = val_windows is not None and (scheduled or done or timed_out)
-            do_row = do_val or done or timed_out or (cfg.log_every is not None and step % cfg.log_every == 0)
-            st['step'], st['elapsed'] = step, elapsed0 + time.perf_counter() - t0
-            if do_row:
-                tl = _all_sum(torch.stack([loss_sum, torch.tensor(float(st['loss_n']), dtype=torch.float64, device=device)]), world)
-                train_loss = (tl[0] / tl[1]).item()
-                if not math.isfinite(train_loss):
-                    raise FloatingPointError(f'The training loss became {train_loss} before step {step}: lower the lr, set grad_clip, or disable amp.')
-                loss_sum.zero_(); st['loss_n'] = 0
-                row = dict(step=step, epoch=round(step / spe, 4), time=round(st['elapsed'], 2), train_loss=train_loss, lr=opt.param_groups[0]['lr'])
-                if do_val:
-                    vl, mp, better = validate(step, scheduled)
-                    st['last_val_loss'] = vl
-                    if scheduled and step >= cfg.warmup_steps and cfg.lr_schedule == 'plateau': plateau.step(vl)
-                    row.update(val_loss=vl, val_mpjpe=mp)
-                    say(f'step {step} (epoch {step / spe:.2f}): train {train_loss:.4g}  val {vl:.4g}'
-                        + (f'  MPJPE {mp:.1f} mm' if mp is not None else '') + f'  lr {row["lr"]:.3g}' + ('  *best*' if better else ''))
-                if main:
-                    logger.write(row)
-                    if do_val and (done or timed_out or time.perf_counter() - t_plot > PLOT_SECONDS):
-                        plot_log(logger.path, out/'curve.png'); t_plot = time.perf_counter()
-                if bar is not None: bar.set_postfix(loss=f'{train_loss:.4g}')
-            if do_val or done or timed_out or (cfg.checkpoint_every is not None and step % cfg.checkpoint_every == 0):
-                st['loss_sum'] = loss_sum.item()
-                save_last(step)
-            if cfg.snapshot_minutes is not None and st['elapsed'] >= 60 * cfg.snapshot_minutes * (st['n_snapshots'] + 1):
-                st['n_snapshots'] = int(st['elapsed'] // (60 * cfg.snapshot_minutes))
-                if main:
-                    with (ema.applied(model) if ema is not None else contextlib.nullcontext()):
-                        write_checkpoint_dir(out/'snapshots'/f'{st["elapsed"] / 60:08.2f}min',
-                                             _checkpoint_files(model, dict(info, step=step, epoch=step / spe, minutes=st['elapsed'] / 60)))
-            if on_step is not None: on_step({'step': step, 'epoch': step / spe, 'loss': loss.item()})
-            if done: stopped = 'completed' if step == cfg.epochs * spe else 'max_steps'
-            elif timed_out: stopped = 'time'
-            if stopped: break
-    if bar is not None: bar.close()
-    if stopped == 'time': say(f'stopped by the {cfg.max_minutes}-minute budget at step {step}; train(..., resume=True) continues.')
-    seconds = time.perf_counter() - t0
-    summary = {'stopped': stopped, 'steps': step, 'epochs': step / spe, 'steps_per_epoch': spe, 'total_steps': total,
-               'best_step': st['best_step'], 'best_val_loss': st['best_val_loss'], 'best_val_mpjpe': st['best_val_mpjpe'],
-               'last_val_loss': st['last_val_loss'], 'seconds': round(seconds, 2), 'seconds_total': round(elapsed0 + seconds, 2),
-               'world_size': world, 'device': str(device), 'out_dir': str(out)}
-    if main: (out/'summary.json').write_text(json.dumps(summary, indent=1))
-    return summary
+        bar = None
+        if progress and main:
+            try:
+                from tqdm import tqdm
+                bar = tqdm(total=total, initial=st['step'], unit='step', dynamic_ncols=True)
+            except ImportError: pass
+        t0 = t_plot = time.perf_counter()
+        elapsed0, step = st['elapsed'], st['step']
+        loss_sum = torch.tensor(st['loss_sum'], dtype=torch.float64, device=device)
+        stopped = None if step < total else 'completed' if step >= cfg.epochs * spe else 'max_steps'
+        say(f'training {type(model).__name__} on {device} ({world} process{"es" if world > 1 else ""}): steps {step} -> {total}, '
+            f'{spe} steps per epoch of {n_items} windows, batch {cfg.batch_size}.')
+        model.train()
+        while stopped is None:
+            epoch, pos = divmod(step, spe)
+            if hasattr(train_windows, 'set_epoch'): train_windows.set_epoch(epoch)
+            sampler = EpochBatches(n_items, cfg.batch_size, epoch, cfg.seed, rank, world, start=pos)
+            loader = DataLoader(train_windows, batch_sampler=sampler, num_workers=cfg.num_workers,
+                                pin_memory=device.type == 'cuda', generator=torch.Generator())
+            for batch in loader:
+                # --- one optimizer step
+                if step < cfg.warmup_steps:
+                    for g in opt.param_groups: g['lr'] = warmup_lr(cfg.lr, step, cfg.warmup_steps)
+                elif cfg.lr_schedule == 'cosine':
+                    for g in opt.param_groups: g['lr'] = cosine_lr(cfg.lr, cfg.min_lr, run_progress(step, total, elapsed0 + time.perf_counter() - t0, cfg.max_minutes))
+                with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+                    loss = net(_to_device(batch, device))
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if cfg.grad_clip is not None:
+                    scaler.unscale_(opt)
+                    nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                scaler.step(opt); scaler.update()
+                if ema is not None: ema.update(model)
+                step += 1
+                if step == cfg.warmup_steps:
+                    for g in opt.param_groups: g['lr'] = cfg.lr
+                loss_sum += loss.detach().double(); st['loss_n'] += 1
+                if bar is not None: bar.update(1)
+                # --- the step boundary
+                timed_out = cfg.max_minutes is not None and time.perf_counter() - t0 > 60 * cfg.max_minutes
+                if world > 1 and cfg.max_minutes is not None:  # every process must stop at the same step
+                    flag = torch.tensor(float(timed_out), device=device); dist.all_reduce(flag, op=dist.ReduceOp.MAX); timed_out = bool(flag.item())
+                done = step >= total
+                k = cfg.validate_every * (spe if cfg.validate_unit == 'epochs' else 1)
+                scheduled = step % k == 0
+                do_val = val_windows is not None and (scheduled or done or timed_out)
+                do_row = do_val or done or timed_out or (cfg.log_every is not None and step % cfg.log_every == 0)
+                st['step'], st['elapsed'] = step, elapsed0 + time.perf_counter() - t0
+                if do_row:
+                    tl = _all_sum(torch.stack([loss_sum, torch.tensor(float(st['loss_n']), dtype=torch.float64, device=device)]), world)
+                    train_loss = (tl[0] / tl[1]).item()
+                    if not math.isfinite(train_loss):
+                        raise FloatingPointError(f'The training loss became {train_loss} before step {step}: lower the lr, set grad_clip, or disable amp.')
+                    loss_sum.zero_(); st['loss_n'] = 0
+                    row = dict(step=step, epoch=round(step / spe, 4), time=round(st['elapsed'], 2), train_loss=train_loss, lr=opt.param_groups[0]['lr'])
+                    if do_val:
+                        vl, mp, better = validate(step, scheduled)
+                        st['last_val_loss'] = vl
+                        if scheduled and step >= cfg.warmup_steps and cfg.lr_schedule == 'plateau': plateau.step(vl)
+                        row.update(val_loss=vl, val_mpjpe=mp)
+                        say(f'step {step} (epoch {step / spe:.2f}): train {train_loss:.4g}  val {vl:.4g}'
+                            + (f'  MPJPE {mp:.1f} mm' if mp is not None else '') + f'  lr {row["lr"]:.3g}' + ('  *best*' if better else ''))
+                    if main:
+                        logger.write(row)
+                        if do_val and (done or timed_out or time.perf_counter() - t_plot > PLOT_SECONDS):
+                            plot_log(logger.path, out/'curve.png'); t_plot = time.perf_counter()
+                    if bar is not None: bar.set_postfix(loss=f'{train_loss:.4g}')
+                if do_val or done or timed_out or (cfg.checkpoint_every is not None and step % cfg.checkpoint_every == 0):
+                    st['loss_sum'] = loss_sum.item()
+                    save_last(step)
+                if cfg.snapshot_minutes is not None and st['elapsed'] >= 60 * cfg.snapshot_minutes * (st['n_snapshots'] + 1):
+                    st['n_snapshots'] = int(st['elapsed'] // (60 * cfg.snapshot_minutes))
+                    if main:
+                        with (ema.applied(model) if ema is not None else contextlib.nullcontext()):
+                            write_checkpoint_dir(out/'snapshots'/f'{st["elapsed"] / 60:08.2f}min',
+                                                 _checkpoint_files(model, dict(info, step=step, epoch=step / spe, minutes=st['elapsed'] / 60)))
+                if on_step is not None: on_step({'step': step, 'epoch': step / spe, 'loss': loss.item()})
+                if done: stopped = 'completed' if step == cfg.epochs * spe else 'max_steps'
+                elif timed_out: stopped = 'time'
+                if stopped: break
+        if bar is not None: bar.close()
+        if stopped == 'time': say(f'stopped by the {cfg.max_minutes}-minute budget at step {step}; train(..., resume=True) continues.')
+        seconds = time.perf_counter() - t0
+        summary = {'stopped': stopped, 'steps': step, 'epochs': step / spe, 'steps_per_epoch': spe, 'total_steps': total,
+                   'best_step': st['best_step'], 'best_val_loss': st['best_val_loss'], 'best_val_mpjpe': st['best_val_mpjpe'],
+                   'last_val_loss': st['last_val_loss'], 'seconds': round(seconds, 2), 'seconds_total': round(elapsed0 + seconds, 2),
+                   'world_size': world, 'device': str(device), 'out_dir': str(out)}
+        if main:
+            try: (out/'summary.json').write_text(json.dumps(summary, indent=1))
+            except OSError as e: raise _disk_error(e, out/'summary.json') from e
+        return summary

@@ -8,6 +8,8 @@ __all__ = ['MIXSTE_REFERENCE', 'REFERENCE_WRAPPER_CONFIG', 'PRETRAINED', 'wrappe
 
 # %% ../nbs/14_wrapper.ipynb #f00ee4c7
 import json
+import math
+import os
 from dataclasses import asdict, replace
 from pathlib import Path
 from fastcore.basics import patch
@@ -18,7 +20,8 @@ from torch import nn
 
 # %% ../nbs/14_wrapper.ipynb #5334cbae
 from .graph import GCNDenoiser, convert_reference_state_dict, reference_denoiser_config, load_reference_denoiser, n_params
-from .models import DiffHPEConfig, DiffHPE2D, MODEL_CLASSES, CHECKPOINT_FORMAT, _load_strict, load_checkpoint, read_reference_state_dict
+from .models import (DiffHPEConfig, DiffHPE2D, MODEL_CLASSES, CHECKPOINT_FORMAT, _load_strict, load_checkpoint, read_reference_state_dict,
+                            read_checkpoint, check_device, _read_config_json)
 from .mixste import MixSTE, freeze, load_mixste_checkpoint, mixste_config
 
 # %% ../nbs/14_wrapper.ipynb #9911e606
@@ -126,22 +129,32 @@ def pretrained_dir(name:str, # 'mixste', 'diffhpe-2d' or 'diffhpe-wrapper'
     if name not in PRETRAINED: raise ValueError(f'unknown pretrained model {name!r}: choose one of {PRETRAINED}.')
     return Path(__file__).parent/'assets'/'models'/name
 
+def _load_mixste(p:Path, device:torch.device)->MixSTE:
+    "The MixSTE of checkpoint folder `p`, verified, its configuration checked against the shapes of its weights."
+    sd, meta = read_checkpoint(p)
+    cfg, f = meta.get('config'), p/'config.json'
+    if not isinstance(cfg, dict): raise ValueError(f'{f}: field "config" must hold the MixSTE arguments (a dict), got {type(cfg).__name__}.')
+    implied = mixste_config(sd)
+    same = lambda a, b: a == b or (isinstance(a, (int, float)) and isinstance(b, float) and math.isclose(a, b))
+    wrong = [f'{k}={cfg[k]!r} (the weights imply {v!r})' for k, v in implied.items() if k in cfg and not same(cfg[k], v)]
+    if wrong: raise ValueError(f'{f} does not describe the weights in {p/"model.safetensors"}: {"; ".join(wrong[:4])}. The files do not belong together.')
+    try: model = MixSTE(**cfg)
+    except Exception as e: raise ValueError(f'{f}: field "config" does not build a MixSTE ({type(e).__name__}: {str(e)[:200]}).') from None
+    _load_strict(model, sd, str(p/'model.safetensors'))
+    model.checkpoint_extra = meta.get('extra', {})
+    return model.to(device).eval()
+
 def load_model(path, # a checkpoint folder, a training run folder (its `best` is used), or a name in `PRETRAINED`
                map_location='cpu', # device of the loaded model
               )->torch.nn.Module: # MixSTE, DiffHPE2D or DiffHPEWrapper, in evaluation mode
-    "The model saved in `path`, whichever of the three kinds it is."
+    "The model saved in `path`, whichever of the three kinds it is, verified against its stored hashes."
+    if not isinstance(path, (str, os.PathLike)): raise ValueError(f'path must be a folder or one of {PRETRAINED}, got {type(path).__name__}.')
+    device = check_device(map_location)
     p = pretrained_dir(path) if isinstance(path, str) and path in PRETRAINED else Path(path)
     if not (p/'config.json').is_file() and (p/'best'/'config.json').is_file(): p = p/'best'
     f = p/'config.json'
     if not f.is_file():
         hint = ' (the demo models are not in this installation: train one with `diffhpe train`)' if isinstance(path, str) and path in PRETRAINED else ''
         raise FileNotFoundError(f'{f} not found: pass a checkpoint folder holding config.json and model.safetensors, or a run folder with best/{hint}.')
-    try: meta = json.loads(f.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise ValueError(f'{f} is not valid JSON ({e}): the checkpoint is corrupt.') from None
-    if not isinstance(meta, dict) or meta.get('format') != CHECKPOINT_FORMAT: raise ValueError(f'{f} is not a diffhpe checkpoint (expected format {CHECKPOINT_FORMAT!r}).')
-    if meta.get('class') != 'MixSTE': return load_checkpoint(p, map_location)
-    from safetensors.torch import load_file
-    model = MixSTE(**meta['config']).to(map_location)
-    _load_strict(model, load_file(p/'model.safetensors', device=str(torch.device(map_location))), str(p/'model.safetensors'))
-    model.checkpoint_extra = meta.get('extra', {})
-    return model.eval()
+    meta = _read_config_json(f)
+    return _load_mixste(p, device) if meta.get('class') == 'MixSTE' else load_checkpoint(p, device)
