@@ -8,4 +8,5 @@ __all__ = ['lift', 'LiftResult']
 
 # %% ../nbs/99_package.ipynb #6de928ba
 from .lifting import lift, LiftResult
+from . import diffpose as _diffpose  # registers DiffPose checkpoints with `load_model`, wherever diffhpe is imported
 _all_ = ['lift', 'LiftResult']
