@@ -6,7 +6,7 @@
 __all__ = ['demo_figure', 'demo', 'train_command', 'evaluate_command', 'main']
 
 # %% ../nbs/90_cli.ipynb #9564057f
-import argparse, json, sys, time
+import argparse, json, os, sys, time
 from pathlib import Path
 
 # %% ../nbs/90_cli.ipynb #602ece2c
@@ -185,14 +185,21 @@ def _parser()->argparse.ArgumentParser:
     return p
 
 # %% ../nbs/90_cli.ipynb #b3f9f52b
+def _one_line(e:BaseException)->str:
+    "The message of `e` on one line."
+    return ' '.join(str(e).split()) or type(e).__name__
+
 def main(argv:list=None, # the arguments (default: sys.argv[1:])
         ):
-    "The `diffhpe` console script."
+    "The `diffhpe` console script: a documented error is one line `diffhpe COMMAND: error: ...` and exit status 2."
     args = _parser().parse_args(argv)
-    if hasattr(args, 'func'):
-        try: args.func(args)
-        except (ValueError, FileNotFoundError) as e: sys.exit(f'diffhpe {args.command}: error: {e}')
-    elif args.command == 'demo': demo(out=args.out, seed=args.seed, every=args.every, n_hypotheses=args.hypotheses, steps=args.steps)
-    elif args.command == 'build-cmu':
-        from diffhpe.cmu import main as cmu_main
-        cmu_main(args.args)
+    try:
+        if hasattr(args, 'func'): args.func(args)
+        elif args.command == 'demo': demo(out=args.out, seed=args.seed, every=args.every, n_hypotheses=args.hypotheses, steps=args.steps)
+        elif args.command == 'build-cmu':
+            from diffhpe.cmu import main as cmu_main
+            cmu_main(args.args)
+    except (ValueError, OSError, RuntimeError) as e:
+        if os.environ.get('DIFFHPE_DEBUG'): raise
+        print(f'diffhpe {args.command}: error: {_one_line(e)}', file=sys.stderr)
+        sys.exit(2)
