@@ -533,7 +533,7 @@ def lift_sequence(model, # a model object (see `resolve_model`)
     starts = window_starts(len(x), L, int(overlap))
     weights, idx = blend_weights(L, blend), starts[:, None] + np.arange(L)
     batch_size, device = _positive_int('batch_size', batch_size), _model_device(model)
-    gen = torch.Generator(device=device).manual_seed(_whole('seed', seed, 0, 2**63 - 1))
+    gen = torch.Generator().manual_seed(_whole('seed', seed, 0, 2**63 - 1))  # a CPU stream on every device: the same seed gives the same noise (draw_noise)
     kw = dict(sample_kw, generator=gen) if hasattr(model, 'sample') else {}
     one_thread_if_forked()  # a fork child of a torch process hangs in its inherited OpenMP pool otherwise
     out = []
@@ -785,7 +785,7 @@ def add_parser(subparsers, # the object returned by `ArgumentParser.add_subparse
                     'OUT.json: poses and hypotheses in mm (camera frame, root-relative), per-joint uncertainty, visibility. '
                     'The demo models were trained on CMU motion capture seen through the Human3.6M cameras at 50 fps.',
         epilog='example: diffhpe lift detections.json --image-size 1920 1080 --out walk --gif walk.gif')
-    p.add_argument('input', metavar='INPUT', help='keypoints: a COCO-style .json (results list or dataset), or a .npy/.npz array (T, 17, 2|3) of pixels [and confidences]')
+    p.add_argument('input', metavar='INPUT', help='keypoints: a COCO-style .json (results list or dataset), or a .npy/.npz array (T, 17, 2|3) of pixels [and confidences]; through `diffhpe lift` also a video, an image folder or an image (see "video input")')
     p.add_argument('--image-size', nargs=2, type=float, metavar=('W', 'H'), default=None, help='width and height of the video in pixels (required unless the JSON gives them)')
     p.add_argument('--out', required=True, help='output name: writes OUT.npz and OUT.json')
     p.add_argument('--format', choices=KEYPOINT_FORMATS, default='coco', help='joint order of INPUT: COCO-17 (most detectors) or Human3.6M-17 (default: %(default)s)')
