@@ -30,7 +30,7 @@ from .skeleton import H36M_SKELETON, mirror_pose
 from .diffusion import (Schedule, q_sample, oracle_model, sample_ddim, repeat_hypotheses, split_hypotheses, draw_noise, draw_steps,
                                aggregate_mean, aggregate_median)
 from .graph import n_params, _adjacency_tensor
-from .models import _load_strict, CHECKPOINT_FORMAT, AGGREGATIONS, weights_sha256, config_sha256, read_checkpoint
+from .models import _load_strict, AGGREGATIONS, read_checkpoint, save_checkpoint
 from .mixste import MixSTE, load_mixste_checkpoint
 from .wrapper import register_checkpoint_class
 
@@ -569,32 +569,13 @@ def predict(self:DiffPose, x_2d, # (B, L, J, 2) normalised 2D windows
     return (aggregation if callable(aggregation) else AGGREGATIONS[aggregation])(h)
 
 # %% ../nbs/16_diffpose.ipynb #35069d05
-def _write_atomic(path:Path, data:bytes):
-    "Write `data` beside `path`, then rename it into place in one step."
-    tmp = path.with_name(f'.{path.name}.tmp')
-    try:
-        tmp.write_bytes(data)
-        tmp.replace(path)
-    finally:
-        if tmp.exists(): tmp.unlink()
-
 def save_diffpose(model:DiffPose, # the model to save
                   path_dir, # the checkpoint folder (created if needed)
                   extra:dict=None, # JSON-serialisable metadata (training steps, data, metrics...)
                  )->Path:
     "Write `model.safetensors` (with the content hashes of both files) and `config.json` into `path_dir`, as `save_checkpoint` does."
-    from safetensors.torch import save
     if not isinstance(model, DiffPose): raise ValueError(f'save_diffpose saves a DiffPose, got {type(model).__name__}: use diffhpe.models.save_checkpoint for the others.')
-    meta = {'format': CHECKPOINT_FORMAT, 'class': 'DiffPose', 'config': asdict(model.config), 'extra': extra or {}}
-    try: text = json.dumps(meta, indent=1)
-    except TypeError as e: raise ValueError(f'`extra` must be JSON-serialisable: {e}.') from None
-    d = Path(path_dir)
-    d.mkdir(parents=True, exist_ok=True)
-    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    header = {'format': CHECKPOINT_FORMAT, 'weights_sha256': weights_sha256(weights), 'config_sha256': config_sha256(json.loads(text))}
-    _write_atomic(d/'model.safetensors', save(weights, metadata=header))
-    _write_atomic(d/'config.json', text.encode())
-    return d
+    return save_checkpoint(model, path_dir, extra)
 
 def load_diffpose(path_dir, # a folder written by `save_diffpose`
                   map_location='cpu', # device of the loaded model

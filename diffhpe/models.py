@@ -17,7 +17,7 @@ import math
 import os
 import tempfile
 import warnings
-from dataclasses import dataclass, asdict, fields, replace
+from dataclasses import dataclass, asdict, fields, replace, is_dataclass
 from pathlib import Path
 
 # %% ../nbs/12_models.ipynb #678c3463
@@ -316,16 +316,17 @@ def config_sha256(meta:dict, # the parsed content of a config.json
     return hashlib.sha256(json.dumps(meta, sort_keys=True, separators=(',', ':'), ensure_ascii=True).encode()).hexdigest()
 
 # %% ../nbs/12_models.ipynb #30681920
-def save_checkpoint(model:nn.Module, # the model to save: a DiffHPE model, or any module whose `config` is its arguments as a dict (MixSTE)
+def save_checkpoint(model:nn.Module, # the model to save: any module whose `config` is a dataclass (DiffHPE, DiffPose) or its arguments as a dict (MixSTE)
                     path_dir, # the checkpoint directory (created if needed)
                     extra:dict=None, # JSON-serialisable metadata kept in config.json (training steps, data, metrics...)
                    )->Path: # the directory
     "Write `model.safetensors` (with the content hashes of both files) and `config.json` into `path_dir`, each atomically."
     from safetensors.torch import save
     cfg = getattr(model, 'config', None)
-    if not isinstance(cfg, (DiffHPEConfig, dict)):
-        raise ValueError(f'{type(model).__name__} has no `config` (a DiffHPEConfig, or a dict of its arguments): the checkpoint could not rebuild it.')
-    meta = {'format': CHECKPOINT_FORMAT, 'class': type(model).__name__, 'config': asdict(cfg) if isinstance(cfg, DiffHPEConfig) else cfg, 'extra': extra or {}}
+    is_dc = is_dataclass(cfg) and not isinstance(cfg, type)
+    if not (is_dc or isinstance(cfg, dict)):
+        raise ValueError(f'{type(model).__name__} has no `config` (a config dataclass such as DiffHPEConfig, or a dict of its arguments): the checkpoint could not rebuild it.')
+    meta = {'format': CHECKPOINT_FORMAT, 'class': type(model).__name__, 'config': asdict(cfg) if is_dc else cfg, 'extra': extra or {}}
     try: text = json.dumps(meta, indent=1)
     except TypeError as e: raise ValueError(f'`extra` must be JSON-serialisable (numbers, strings, lists, dicts): {e}.') from None
     d = Path(path_dir)
