@@ -110,6 +110,7 @@ class MixSTE(nn.Module):
                  drop_path_rate:float=0.1, # stochastic depth of the last round (linear from 0 in the first)
                  x2d_scale:float|None=None, # None: the 2D as given (MixSTE); s: each frame centred on its non-hidden joints and divided by s
                  out_dim:int|None=3, # output coordinates; None: no final Linear (the head is its LayerNorm only)
+                 zero_head:bool=False, # start the final Linear at zero (outputs start at 0, not ~0.6 m of noise); False: PyTorch's default, as the reference
                 ):
         super().__init__()
         if depth < 1: raise ValueError(f'depth must be at least 1, got {depth}.')
@@ -117,9 +118,11 @@ class MixSTE(nn.Module):
         self.depth, self.out_dim = depth, out_dim
         if x2d_scale is not None and not x2d_scale > 0: raise ValueError(f'x2d_scale must be None or a positive number (e.g. 0.1), got {x2d_scale!r}.')
         self.x2d_scale = x2d_scale
+        if not isinstance(zero_head, (bool, np.bool_)): raise ValueError(f'zero_head must be True or False, got {zero_head!r}.')
         self.config = dict(n_joints=n_joints, seq_len=seq_len, in_chans=in_chans, embed_dim=embed_dim, depth=depth, num_heads=num_heads,
                            mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop_rate=drop_rate, attn_drop_rate=attn_drop_rate,
                            drop_path_rate=drop_path_rate, out_dim=out_dim, x2d_scale=x2d_scale)  # the arguments: checkpoints store them to rebuild the model
+        if zero_head: self.config['zero_head'] = True  # recorded only when set, so reference configurations stay as they were
         self.Spatial_pos_embed = nn.Parameter(torch.zeros(1, n_joints, embed_dim))
         self.Temporal_pos_embed = nn.Parameter(torch.zeros(1, seq_len, embed_dim))
         self.Spatial_patch_to_embedding = nn.Linear(in_chans, embed_dim)
@@ -131,6 +134,7 @@ class MixSTE(nn.Module):
         self.Spatial_norm = nn.LayerNorm(embed_dim, eps=1e-6)
         self.Temporal_norm = nn.LayerNorm(embed_dim, eps=1e-6)
         self.head = nn.Sequential(nn.LayerNorm(embed_dim), *([nn.Linear(embed_dim, out_dim)] if out_dim else []))
+        if zero_head and out_dim: nn.init.zeros_(self.head[1].weight); nn.init.zeros_(self.head[1].bias)
 
 # %% ../nbs/13_mixste.ipynb #9bda43c4
 def _embed(self:MixSTE, x_2d): # (B, L, J, in_chans)
