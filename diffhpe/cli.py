@@ -17,7 +17,8 @@ from .core import parse_assignments
 from .models import SAMPLERS, DEFAULT_SAMPLING
 from .lifting import add_parser as add_lift_parser, lift_command
 from .video import add_video_arguments, is_video_source, lift_video_command
-from .recipes import EVAL_SPLITS
+from .recipes import EVAL_SPLITS, METHODS
+from .wrapper import PRETRAINED
 from .occlusion import add_parser as add_occlusion_parser
 from .bench import add_parser as add_bench_parser
 
@@ -62,7 +63,7 @@ def demo(out:str='diffhpe-demo', # folder for the figure and the animation
          seed:int=0, # seed of the synthetic detector noise and of the sampling
          every:int=15, # score every k-th test sequence (15: a quick look at all four cameras)
          n_hypotheses:int=5, # H (the paper: 5)
-         steps:int=DEFAULT_SAMPLING['steps'], # DDIM steps (with the default eta)
+         steps:int|None=None, # DDIM steps (None: each model's own, `sampling_for`)
         ):
     "Lift the embedded benchmark's test subjects with the shipped models: the paper's Table-2 comparison, a figure and a GIF."
     import torch
@@ -94,7 +95,7 @@ def demo(out:str='diffhpe-demo', # folder for the figure and the animation
             rows.append(_score_row(name, kp, r, time.time() - t1))
     n_seq = len(splits['gt']['test'][::every])
     print(f'Test subjects, {n_seq} of {len(splits["gt"]["test"])} sequences (every {every}th), mm; diffusion models: H={n_hypotheses}, '
-          f'DDIM {steps} steps (eta {DEFAULT_SAMPLING["eta"]:g}), mean of the hypotheses. All models were trained on exact 2D; detected = SYNTHETIC detector noise.\n')
+          f'{"each model with its own sampler settings (DiffHPE: DDIM " + str(DEFAULT_SAMPLING["steps"]) + " steps, eta " + format(DEFAULT_SAMPLING["eta"], "g") + "; DiffPose: its released DDIM steps)" if steps is None else f"DDIM {steps} steps"}, mean of the hypotheses. All models were trained on exact 2D; detected = SYNTHETIC detector noise.\n')
     print(_table(rows))
     if models:
         from diffhpe.lifting import lift
@@ -114,7 +115,7 @@ def train_command(args):
     if args.threads: import torch; torch.set_num_threads(args.threads)
     init_distributed()  # under torchrun: one process per GPU (a no-op otherwise)
     s = run_training(args.model, args.out, args.data, args.preset, args.keypoints, args.data_dir, args.conditioner,
-                     args.max_minutes, args.resume, args.seq_len, args.occlusion, init=args.init,
+                     args.max_minutes, args.resume, args.seq_len, args.occlusion, init=args.init, augment=parse_assignments(args.augment) or None,
                      model_args=parse_assignments(args.model_set), train_args=parse_assignments(args.set))
     print(f"stopped ({s['stopped']}) after {s['steps']} steps in {s['seconds'] / 60:.1f} min; best validation MPJPE "
           f"{s['best_val_mpjpe'] if s['best_val_mpjpe'] is None else round(s['best_val_mpjpe'], 1)} mm at step {s['best_step']}: {Path(args.out)/'best'}")
@@ -125,7 +126,7 @@ def evaluate_command(args):
     from diffhpe.recipes import run_evaluation
     if args.threads: import torch; torch.set_num_threads(args.threads)
     r = run_evaluation(args.checkpoint, args.data, args.split, args.keypoints, args.data_dir, n_hypotheses=args.hypotheses, sampler=args.sampler,
-                       steps=None if args.sampler == 'ddpm' else args.steps, eta=None if args.sampler == 'ddpm' else args.eta,
+                       steps=args.steps, eta=args.eta,
                        aggregation=args.aggregation, every=args.every, occlusion=args.occlusion, mode=args.mode, seed=args.seed)
     print(r.table())
     if args.csv: r.to_csv(args.csv); print(f'written: {args.csv}')
@@ -141,28 +142,29 @@ def _add_data_options(p):
     p.add_argument('--threads', type=int, default=None, help='CPU threads for torch (default: torch decides)')
 
 def _add_train_parser(sub):
-    t = sub.add_parser('train', help='train MixSTE, DiffHPE-2D or DiffHPE-Wrapper', description=train_command.__doc__)
-    t.add_argument('--model', required=True, choices=['mixste', 'diffhpe-2d', 'diffhpe-wrapper'], help='which model to train')
+    t = sub.add_parser('train', help='train a model of the registry (MixSTE, DiffHPE-2D, DiffHPE-Wrapper, DiffPose)', description=train_command.__doc__)
+    t.add_argument('--model', required=True, choices=list(METHODS), help='which method to train (the registry `diffhpe.recipes.METHODS`)')
     t.add_argument('--out', required=True, help='run folder: log.csv, curve.png, best/, last/, snapshots/, recipe.json')
     t.add_argument('--preset', default='cpu', choices=['cpu', 'h36m'], help="cpu: small models that learn in minutes on a CPU; h36m: the paper's sizes and settings (GPU) (default: %(default)s)")
     t.add_argument('--max-minutes', type=float, default=None, help="wall-clock budget; stops cleanly at a step, keeping the best validation checkpoint (default: the preset's)")
-    t.add_argument('--conditioner', default=None, help='diffhpe-wrapper only: the trained MixSTE (its run or checkpoint folder, or the pretrained name "mixste")')
+    t.add_argument('--conditioner', default=None, help='diffhpe-wrapper and diffpose-video: the trained MixSTE (its run or checkpoint folder, or the pretrained name "mixste")')
     t.add_argument('--resume', action='store_true', help='continue the run in --out from its last checkpoint (after a crash or a time budget)')
     t.add_argument('--init', default=None, help='fine-tune: start from the weights of a trained model of the same kind and preset (run or checkpoint folder, or pretrained name); a Wrapper keeps its --conditioner')
     t.add_argument('--seq-len', type=int, default=27, help='frames per window (default: %(default)s)')
     t.add_argument('--set', nargs='*', default=[], metavar='FIELD=VALUE', help='change TrainConfig fields, e.g. --set lr=1e-3 batch_size=32')
     t.add_argument('--model-set', nargs='*', default=[], metavar='FIELD=VALUE', help='change model arguments, e.g. --model-set channels=32 prediction=v')
+    t.add_argument('--augment', nargs='*', default=[], metavar='KIND=P', help='re-film training windows with probability P each: bodies, views, flip, noise, e.g. --augment bodies=0.5 views=0.5 flip=0.5 (default: none)')
     _add_data_options(t)
     t.set_defaults(func=train_command)
 
 def _add_evaluate_parser(sub):
     e = sub.add_parser('evaluate', help='score a trained model (MPJPE, P-MPJPE, symmetry gap, segment std)', description=evaluate_command.__doc__)
-    e.add_argument('checkpoint', help='a checkpoint folder, a run folder (its best/ is used), or a pretrained name (mixste, diffhpe-2d, diffhpe-wrapper)')
+    e.add_argument('checkpoint', help=f'a checkpoint folder, a run folder (its best/ is used), or a pretrained name ({", ".join(PRETRAINED)})')
     e.add_argument('--split', default='test', choices=list(EVAL_SPLITS), help='subjects to score; test-views: the test subjects through random virtual cameras (default: %(default)s)')
     e.add_argument('--hypotheses', type=int, default=5, help='H, hypotheses per window for diffusion models (default: %(default)s, as the paper)')
-    e.add_argument('--sampler', default=DEFAULT_SAMPLING['sampler'], choices=list(SAMPLERS), help='ddpm: all T steps (the paper); ddim: --steps steps (default: %(default)s)')
-    e.add_argument('--steps', type=int, default=DEFAULT_SAMPLING['steps'], help='DDIM steps (default: %(default)s)')
-    e.add_argument('--eta', type=float, default=DEFAULT_SAMPLING['eta'], help='DDIM noise: 0 deterministic, 1 as much as DDPM at each step (default: %(default)s)')
+    e.add_argument('--sampler', default=None, choices=list(SAMPLERS), help="ddpm: all T steps (the paper); ddim: --steps steps (default: the model's own, ddim)")
+    e.add_argument('--steps', type=int, default=None, help=f"DDIM steps (default: the model's own: {DEFAULT_SAMPLING['steps']} for DiffHPE, the released 2 for DiffPose)")
+    e.add_argument('--eta', type=float, default=None, help=f"DDIM noise: 0 deterministic, 1 as much as DDPM at each step (default: the model's own: {DEFAULT_SAMPLING['eta']:g} for DiffHPE, 0 for DiffPose)")
     e.add_argument('--aggregation', default='mean', choices=['mean', 'median', 'medoid'], help='how the H hypotheses become one pose (default: %(default)s)')
     e.add_argument('--every', type=int, default=1, help='keep every k-th test sequence, for a quick look (default: all)')
     e.add_argument('--mode', default='cover', choices=['cover', 'official'], help="cover: every frame once; official: the reference's windows (default: %(default)s)")
@@ -188,7 +190,7 @@ def _parser()->argparse.ArgumentParser:
     d.add_argument('--seed', type=int, default=0, help='seed of the synthetic detector noise and of the sampling (default: %(default)s)')
     d.add_argument('--every', type=int, default=15, help='score every k-th test sequence (default: %(default)s; 1 = all, slower)')
     d.add_argument('--hypotheses', type=int, default=5, help='H, hypotheses per window (default: %(default)s)')
-    d.add_argument('--steps', type=int, default=DEFAULT_SAMPLING['steps'], help='DDIM steps (default: %(default)s)')
+    d.add_argument('--steps', type=int, default=None, help="DDIM steps (default: each model's own)")
     b = sub.add_parser('build-cmu', add_help=False, help='rebuild the embedded benchmark from the CMU archive (see `diffhpe build-cmu --help`)')
     b.add_argument('args', nargs=argparse.REMAINDER)
     _add_train_parser(sub); _add_evaluate_parser(sub); _add_lift_parser(sub); add_occlusion_parser(sub); add_bench_parser(sub)

@@ -31,7 +31,7 @@ from .diffusion import (Schedule, q_sample, oracle_model, sample_ddim, repeat_hy
                                aggregate_mean, aggregate_median)
 from .graph import n_params, _adjacency_tensor
 from .models import _load_strict, AGGREGATIONS, read_checkpoint, save_checkpoint
-from .mixste import MixSTE, load_mixste_checkpoint
+from .mixste import MixSTE, load_mixste_checkpoint, freeze
 from .wrapper import register_checkpoint_class
 
 # %% ../nbs/16_diffpose.ipynb #fbca9957
@@ -567,6 +567,31 @@ def predict(self:DiffPose, x_2d, # (B, L, J, 2) normalised 2D windows
         raise ValueError(f'aggregation must be one of {list(AGGREGATIONS)} or a function, got {aggregation!r}.')
     h = self.sample(x_2d, visible, n_hypotheses, **kw)
     return (aggregation if callable(aggregation) else AGGREGATIONS[aggregation])(h)
+
+# %% ../nbs/16_diffpose.ipynb #0ca36c59
+@patch
+def with_mixste(self:DiffPose, mixste:MixSTE, # a trained MixSTE (ours) taking windows of `mixste.seq_len` frames
+               )->DiffPose: # initial='mixste', the MixSTE frozen
+    "The video model: this model's denoiser refining the initial poses of `mixste`."
+    if not isinstance(mixste, MixSTE) or mixste.config.get('out_dim', 3) != 3: raise ValueError(f'with_mixste needs a MixSTE with its 3D head, got {type(mixste).__name__}: load one with `load_model`.')
+    c = replace(self.config, initial='mixste', seq_len=mixste.seq_len, mixste=dict(mixste.config))
+    out = DiffPose(c)
+    out.denoiser.load_state_dict(self.denoiser.state_dict())
+    out.mixste.load_state_dict(mixste.state_dict())
+    freeze(out.mixste)
+    return out.to(self.device).train(self.training)
+
+@patch
+def with_mode(self:DiffPose, mode:str, # a name in `DIFFPOSE_MODES`
+              **fields, # other DiffPoseConfig fields to change (e.g. gmm_components)
+             )->DiffPose: # the same networks' weights, the mixtures (if any) still to fit
+    "This model with another inference mode ('released' or 'keypoint-gmm')."
+    out = DiffPose(replace(self.config, mode=mode, **fields))
+    state = {k: v for k, v in self.state_dict().items() if not k.endswith('_mixture')}
+    out.load_state_dict(state, strict=False)
+    missing = sorted(set(out.state_dict()) - set(state) - {'uv_mixture', 'z_mixture'})
+    if missing: raise ValueError(f'cannot carry {missing[:3]} over: change only the mode and the mixture settings.')
+    return out.to(self.device).train(self.training)
 
 # %% ../nbs/16_diffpose.ipynb #35069d05
 def save_diffpose(model:DiffPose, # the model to save

@@ -35,7 +35,7 @@ from fastcore.basics import patch
 from .core import is_tensor, to_numpy, one_thread_if_forked
 from .cameras import normalize_screen_coordinates
 from .skeleton import H36M_JOINT_NAMES
-from .models import SAMPLERS, DEFAULT_SAMPLING
+from .models import SAMPLERS, DEFAULT_SAMPLING, sampling_for
 from .evaluation import lift_batch
 from .wrapper import load_model, pretrained_dir
 from .training import resolve_device
@@ -414,7 +414,7 @@ def blend_windows(values, # (W, L, ...) one value per window position
     return acc / total.reshape((n_frames,) + (1,) * (v.ndim - 2))
 
 # %% ../nbs/35_lifting.ipynb #c18aaf4b
-DEMO_MODELS = {'demo': 'diffhpe-wrapper', 'demo-2d': 'diffhpe-2d', 'demo-mixste': 'mixste'}  # name -> folder in diffhpe/assets/models
+DEMO_MODELS = {'demo': 'diffhpe-wrapper', 'demo-2d': 'diffhpe-2d', 'demo-mixste': 'mixste', 'demo-diffpose': 'diffpose', 'demo-diffpose-video': 'diffpose-video'}  # name -> folder in diffhpe/assets/models
 
 def demo_model_path(name:str='demo', # 'demo' (DiffHPE-Wrapper), 'demo-2d' (DiffHPE-2D) or 'demo-mixste' (MixSTE)
                    )->Path:
@@ -712,9 +712,9 @@ def lift(keypoints, # (T, 17, 2|3) pixels [, confidence]: an array, tensor, .npy
          keypoint_format:str='coco', # joint order: 'coco' (COCO-17, most detectors) or 'h36m' (Human3.6M-17)
          model='demo', # 'demo' (DiffHPE-Wrapper), 'demo-2d', 'demo-mixste', a checkpoint folder, or a model object
          n_hypotheses:int=5, # H, hypotheses per window (diffusion models; deterministic ones give 1)
-         sampler:str=DEFAULT_SAMPLING['sampler'], # 'ddim' (fast, `steps` steps) or 'ddpm' (all T steps, the paper)
-         steps:int=DEFAULT_SAMPLING['steps'], # DDIM steps (ignored by 'ddpm')
-         eta:float=DEFAULT_SAMPLING['eta'], # DDIM noise: 0 deterministic, 1 as much as DDPM (ignored by 'ddpm')
+         sampler:str|None=None, # 'ddim' (fast, `steps` steps) or 'ddpm' (all T steps, the paper); None: the model's own (`sampling_for`)
+         steps:int|None=None, # DDIM steps (None: the model's default: 5 for DiffHPE, the released 2 for DiffPose)
+         eta:float|None=None, # DDIM noise: 0 deterministic, 1 as much as DDPM (None: the model's default)
          confidence_threshold:float=0.3, # keypoints below this confidence are hidden from the model
          overlap:int=None, # frames shared by consecutive windows (default: half a window)
          batch_size:int=64, # windows per model call
@@ -726,10 +726,12 @@ def lift(keypoints, # (T, 17, 2|3) pixels [, confidence]: an array, tensor, .npy
         )->LiftResult:
     "Lift one person's 2D keypoints (any length) to 3D poses in mm with the demo model (CMU motion through Human3.6M cameras, 50 fps) or yours."
     if not isinstance(keypoint_format, str) or keypoint_format not in KEYPOINT_FORMATS: raise ValueError(f'keypoint_format must be one of {KEYPOINT_FORMATS}, got {reprlib.repr(keypoint_format)}.')
-    if not isinstance(sampler, str) or sampler not in SAMPLERS: raise ValueError(f'sampler must be one of {SAMPLERS}, got {reprlib.repr(sampler)}.')
+    if sampler is not None and (not isinstance(sampler, str) or sampler not in SAMPLERS): raise ValueError(f'sampler must be one of {SAMPLERS} or None, got {reprlib.repr(sampler)}.')
     if not isinstance(blend, str) or blend not in BLENDS: raise ValueError(f'blend must be one of {BLENDS}, got {reprlib.repr(blend)}.')
     n_hypotheses, batch_size = _positive_int('n_hypotheses', n_hypotheses), _positive_int('batch_size', batch_size)
-    kw = {'sampler': sampler} | ({'steps': _positive_int('steps', steps), 'eta': _finite_float('eta', eta)} if sampler == 'ddim' else {})
+    if steps is not None: steps = _positive_int('steps', steps)
+    if eta is not None: eta = _finite_float('eta', eta)
+    if sampler == 'ddpm' and (steps is not None or eta is not None): raise ValueError("steps and eta are DDIM settings: DDPM always visits all T steps; use sampler='ddim' to skip steps.")
     confidence_threshold, fps = _finite_float('confidence_threshold', confidence_threshold), _finite_float('fps', fps, positive=True)
     seed, max_gap = _whole('seed', seed, 0, 2**63 - 1), _whole('max_gap', max_gap, 0)
     if overlap is not None: overlap = _whole('overlap', overlap, 0)
@@ -748,6 +750,7 @@ def lift(keypoints, # (T, 17, 2|3) pixels [, confidence]: an array, tensor, .npy
         raise ValueError(f'frames {t}–{t + n - 1} ({n} frames) have no visible keypoint, more than max_gap={max_gap}: lift the parts before '
                          'and after separately, or pass a larger max_gap.')
     net = resolve_model(model, device)
+    kw = sampling_for(net, sampler, steps, eta)  # the caller's settings over the model's own ({} for a supervised lifter)
     L = window_length(net)
     if long := [(t, n) for t, n in runs if n > L]:
         t, n = max(long, key=lambda r: r[1])
@@ -756,8 +759,7 @@ def lift(keypoints, # (T, 17, 2|3) pixels [, confidence]: an array, tensor, .npy
     hyps = lift_sequence(net, x_2d, visible, n_hypotheses, overlap, blend, batch_size, seed, **kw) * 1000.
     hyps = hyps - hyps[..., :1, :]  # root-relative, whatever the model gives at the root
     settings = dict(model=str(model) if isinstance(model, (str, Path)) else type(net).__name__, seq_len=L,
-                    n_hypotheses=len(hyps), sampler=sampler if hasattr(net, 'sample') else None,
-                    steps=kw.get('steps') if hasattr(net, 'sample') else None, eta=kw.get('eta') if hasattr(net, 'sample') else None, seed=seed, overlap=L // 2 if overlap is None else overlap, blend=blend,
+                    n_hypotheses=len(hyps), sampler=kw.get('sampler'), steps=kw.get('steps'), eta=kw.get('eta'), seed=seed, overlap=L // 2 if overlap is None else overlap, blend=blend,
                     confidence_threshold=confidence_threshold, keypoint_format=keypoint_format)
     return LiftResult(hyps, visible, h36m[..., :2].astype(np.float32), tuple(image_size), float(fps), settings)
 
@@ -791,9 +793,9 @@ def add_parser(subparsers, # the object returned by `ArgumentParser.add_subparse
     p.add_argument('--format', choices=KEYPOINT_FORMATS, default='coco', help='joint order of INPUT: COCO-17 (most detectors) or Human3.6M-17 (default: %(default)s)')
     p.add_argument('--model', default='demo', help=f'a checkpoint folder or a demo model: {", ".join(DEMO_MODELS)} (default: %(default)s)')
     p.add_argument('--hypotheses', type=int, default=5, help='hypotheses per window, for diffusion models (default: %(default)s)')
-    p.add_argument('--sampler', choices=SAMPLERS, default=DEFAULT_SAMPLING['sampler'], help='ddim (fast, --steps steps) or ddpm (all steps of the model) (default: %(default)s)')
-    p.add_argument('--steps', type=int, default=DEFAULT_SAMPLING['steps'], help='DDIM sampling steps (default: %(default)s)')
-    p.add_argument('--eta', type=float, default=DEFAULT_SAMPLING['eta'], help='DDIM noise: 0 deterministic, 1 as much as DDPM (default: %(default)s)')
+    p.add_argument('--sampler', choices=SAMPLERS, default=None, help="ddim (fast, --steps steps) or ddpm (all steps of the model) (default: the model's own: ddim)")
+    p.add_argument('--steps', type=int, default=None, help=f"DDIM sampling steps (default: the model's own: {DEFAULT_SAMPLING['steps']} for DiffHPE, the released 2 for DiffPose)")
+    p.add_argument('--eta', type=float, default=None, help=f"DDIM noise: 0 deterministic, 1 as much as DDPM (default: the model's own: {DEFAULT_SAMPLING['eta']:g} for DiffHPE, 0 for DiffPose)")
     p.add_argument('--threshold', type=float, default=0.3, help='keypoints with a lower confidence are hidden from the model (default: %(default)s)')
     p.add_argument('--overlap', type=int, default=None, help='frames shared by consecutive windows (default: half a window)')
     p.add_argument('--batch-size', type=int, default=64, help='windows per model call (default: %(default)s)')

@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['VARIANTS', 'SCHEDULES', 'MODEL_CLASSES', 'SAMPLERS', 'DEFAULT_SAMPLING', 'CPU_MAX_FRAMES', 'AGGREGATIONS',
-           'CHECKPOINT_FORMAT', 'REFERENCE_CONFIG', 'DiffHPEConfig', 'DiffHPE2D', 'aggregate_medoid',
+           'CHECKPOINT_FORMAT', 'REFERENCE_CONFIG', 'DiffHPEConfig', 'DiffHPE2D', 'aggregate_medoid', 'sampling_for',
            'CheckpointChangedError', 'UnverifiedCheckpointWarning', 'weights_sha256', 'config_sha256',
            'save_checkpoint', 'check_finite_weights', 'read_checkpoint', 'read_checkpoint_config', 'check_device',
            'load_checkpoint', 'read_reference_state_dict', 'load_reference_checkpoint']
@@ -264,6 +264,28 @@ def predict(self:DiffHPE2D, x_2d, # (B, L, J, 2) normalised 2D windows
         raise ValueError(f'aggregation must be one of {list(AGGREGATIONS)} or a function, got {aggregation!r}.')
     h = self.sample(x_2d, visible, n_hypotheses, **kw)
     return (aggregation if callable(aggregation) else AGGREGATIONS[aggregation])(h)
+
+# %% ../nbs/12_models.ipynb #2fb6289d
+@patch(as_prop=True)
+def default_sampling(self:DiffHPE2D)->dict:
+    "The sampler settings used when a caller gives none: `DEFAULT_SAMPLING`."
+    return dict(DEFAULT_SAMPLING)
+
+def sampling_for(model, # anything with `.sample(...)` (else the result is {})
+                 sampler:str|None=None, # 'ddpm' or 'ddim' (None: the model's)
+                 steps=None, # DDIM steps (None: the model's default)
+                 eta:float|None=None, # DDIM noise (None: the model's default)
+                )->dict: # keywords for `model.sample` / `model.predict`
+    "The sampler keywords of one call: the caller's settings over the model's `default_sampling`."
+    if not hasattr(model, 'sample'): return {}
+    base = dict(getattr(model, 'default_sampling', None) or DEFAULT_SAMPLING)
+    sampler = base['sampler'] if sampler is None else sampler
+    if sampler not in SAMPLERS: raise ValueError(f'sampler must be one of {SAMPLERS}, got {sampler!r}.')
+    if sampler == 'ddpm':
+        if steps is not None or eta is not None: raise ValueError("steps and eta are DDIM settings: DDPM always visits all T steps; use sampler='ddim' to skip steps.")
+        return {'sampler': 'ddpm'}
+    ddim = base if base['sampler'] == 'ddim' else DEFAULT_SAMPLING
+    return dict(sampler='ddim', steps=ddim['steps'] if steps is None else steps, eta=ddim['eta'] if eta is None else eta)
 
 # %% ../nbs/12_models.ipynb #26ff850f
 CHECKPOINT_FORMAT = 'diffhpe-checkpoint/1'

@@ -121,7 +121,7 @@ def load_reference_wrapper(path, # a reference Wrapper `model.pth`, or its state
     return model.eval()
 
 # %% ../nbs/14_wrapper.ipynb #da1170a0
-PRETRAINED = ('mixste', 'diffhpe-2d', 'diffhpe-wrapper')
+PRETRAINED = ('mixste', 'diffhpe-2d', 'diffhpe-wrapper', 'diffpose', 'diffpose-video')
 CHECKPOINT_CLASSES = {}  # config.json 'class' -> loader(folder, map_location) of a model defined in a later chapter
 
 def register_checkpoint_class(name:str, # the 'class' its config.json records, e.g. 'DiffPose'

@@ -75,7 +75,8 @@ def run_bench(out:Path, device:str, dry:bool)->dict:
     "The speed record at the paper's configuration, written to bench-gpu.json."
     from diffhpe.bench import bench
     kw = (dict(seq_lens=(9,), batch=2, train_batches=(2,), repeats=1, sample_repeats=1, ddim_steps=(1, 5),
-               model_args=dict(channels=8, n_blocks=1), mixste_args=dict(embed_dim=8, depth=1, num_heads=2)) if dry else
+               model_args=dict(channels=8, n_blocks=1), mixste_args=dict(embed_dim=8, depth=1, num_heads=2),
+               diffpose_args=dict(hid_dim=8, n_layers=1, n_heads=2)) if dry else
           dict(seq_lens=(27, 243), train_batches=(4, 32, 200), call_batches=(80, 320), repeats=5, sample_repeats=3))
     rep = bench(device=device, amp=True, log=_say, **kw)
     rep.save(out/'bench-gpu.json')

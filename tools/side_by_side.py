@@ -1,0 +1,138 @@
+"""The side-by-side table of every method on the embedded benchmark: one protocol, every frame scored once.
+
+    python tools/side_by_side.py --runs RUNS --out diffhpe/assets/results/side-by-side.json [--every 4]
+
+RUNS holds the trained run folders mixste, diffhpe-2d, diffhpe-wrapper, diffpose (from `diffhpe train`). The DiffPose
+video model (the frame model's denoiser refining the MixSTE's poses) and the keypoint-only mixture mode (the frame
+model's networks, mixtures fitted on the training split) are made here from those runs and saved beside them.
+Every model is scored by `run_evaluation` on the same test sequences, for exact (gt) and detected 2D, and on the
+viewpoint-shifted split `test-views` (gt). One torch thread; seconds per 1,000 frames are the wall clock of each run.
+"""
+import argparse, json, time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from diffhpe.baselines import LinearLifter
+from diffhpe.benchmark import benchmark_splits, load_benchmark
+from diffhpe.cmu import load_cmu_world
+from diffhpe.diffpose import DiffPose, detector_errors, cross_fitted_depth_residuals, save_diffpose
+from diffhpe.evaluation import evaluate
+from diffhpe.models import sampling_for
+from diffhpe.recipes import run_evaluation, METHODS
+from diffhpe.windows import EvalWindows
+from diffhpe.wrapper import load_model
+
+
+def fold_sequences(seqs, n_folds):
+    "The training sequences relabelled by subject fold, for cross-fitting over `n_folds` groups of subjects."
+    subjects = sorted({s.subject for s in seqs})
+    fold = {s: f'fold{i % n_folds}' for i, s in enumerate(subjects)}
+    return [replace(s, subject=fold[s.subject]) for s in seqs]
+
+
+def train_gcnpose(frame, seqs, steps, seed, batch=256):
+    "A fresh GCNpose of the frame model's architecture, trained on exact 2D of `seqs` (initial MPJPE loss), Adam 1e-3."
+    torch.manual_seed(seed)
+    m = DiffPose(replace(frame.config, seq_len=1, mode='released'))
+    x2 = torch.from_numpy(np.concatenate([s.x_2d for s in seqs])).float()
+    x3 = torch.from_numpy(np.concatenate([s.x_3d for s in seqs])).float()
+    opt = torch.optim.Adam(m.pose_net.parameters(), lr=1e-3)
+    g = torch.Generator().manual_seed(seed)
+    m.train()
+    for k in range(steps):
+        i = torch.randint(0, len(x2), (batch,), generator=g)
+        loss = m.initial_loss(x3[i][:, None], x2[i][:, None])
+        opt.zero_grad(); loss.backward(); torch.nn.utils.clip_grad_norm_(m.pose_net.parameters(), 1.0); opt.step()
+    return m.eval()
+
+
+def keypoint_gmm_model(frame, gt, sp, steps, n_folds=3, seed=0, max_frames=60000):
+    "The frame model in the keypoint-only mode, its mixtures fitted on the training split of the 2D source `sp`."
+    rng = np.random.default_rng(seed)
+    err = detector_errors(sp['train'], gt['train'])
+    # depth residuals of GCNpose, cross-fitted: lifters trained on exact 2D of the other folds, given the held-out fold's 2D of this source
+    exact_folded = fold_sequences(gt['train'], n_folds)  # the source's train split lists the same videos in the same order (checked by detector_errors)
+    folded = [replace(q, x_2d=s.x_2d) for q, s in zip(exact_folded, sp['train'])]  # the held-out fold is predicted from this source's 2D
+    exact_by = {id(q): e.x_2d for q, e in zip(folded, exact_folded)}
+    def fit(train_seqs): return train_gcnpose(frame, [replace(q, x_2d=exact_by[id(q)]) for q in train_seqs], steps, seed)
+    def predict(m, x):
+        with torch.no_grad(): return m.initial_pose(m.condition(torch.as_tensor(x)[None].float()))[0].numpy()
+    res = cross_fitted_depth_residuals(folded, fit, predict)
+    pick = rng.choice(len(err), min(max_frames, len(err)), replace=False)
+    gm = frame.with_mode('keypoint-gmm')
+    gm.fit_keypoint_gmm(err[pick], res[pick], seed=seed)
+    return gm.eval()
+
+
+def score(model, label, kp, split, sp, every, H, seed=0):
+    "One row of the table: run_evaluation's overall averages, hypotheses, calls per window, seconds per 1,000 frames."
+    t0 = time.perf_counter()
+    if isinstance(model, LinearLifter):
+        seqs = (load_benchmark(split, kp) if split == 'test-views' else sp['test'])[::every]
+        r = evaluate(lambda x: torch.from_numpy(model.predict(x.numpy())), EvalWindows(seqs, 27))
+        kw, n_h = {}, 1
+    else:
+        kw = sampling_for(model)
+        n_h = H if kw else 1
+        r = run_evaluation(model, split=split, keypoints=kp, splits=sp, every=every, n_hypotheses=n_h, seed=seed)
+    s = time.perf_counter() - t0
+    o = r.overall
+    calls = 0 if not kw else (kw['steps'] if kw['sampler'] == 'ddim' else model.config.T)
+    if isinstance(model, DiffPose) and kw: calls = len(model.steps_for(kw['steps']))
+    row = dict(split=split, keypoints=kp, model=label, MPJPE=o['MPJPE'], **{'P-MPJPE': o['P-MPJPE']}, symmetry=o.get('symmetry'),
+               **{'seg std': o.get('seg std')}, H=n_h, calls=calls, seconds=round(s, 1), windows=r.settings['windows'])
+    row['frames'] = r.settings['frames']
+    row['s/1000 frames'] = round(1000 * s / row['frames'], 2)
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument('--runs', default='/work/runs')
+    p.add_argument('--out', required=True)
+    p.add_argument('--every', type=int, default=4)
+    p.add_argument('--every-views', type=int, default=8)
+    p.add_argument('--gmm-steps', type=int, default=1500)
+    p.add_argument('--only', nargs='*', default=None, help='labels to score (default: all)')
+    a = p.parse_args()
+    torch.set_num_threads(1)
+    runs = Path(a.runs)
+    world = load_cmu_world()
+    splits = {kp: benchmark_splits(kp, path=world) for kp in ('gt', 'detected')}
+    mix = load_model(runs/'mixste')
+    frame = load_model(runs/'diffpose')
+    video_dir = runs/'diffpose-video'
+    if not (video_dir/'config.json').is_file():
+        save_diffpose(frame.with_mixste(mix).eval(), video_dir, extra={'made_from': {'denoiser': str(runs/'diffpose'), 'mixste': str(runs/'mixste')}})
+    models = {'linear': None, 'MixSTE': mix, 'DiffHPE-2D': load_model(runs/'diffhpe-2d'), 'DiffHPE-Wrapper': load_model(runs/'diffhpe-wrapper'),
+              'DiffPose frame (released)': frame, 'DiffPose video (released)': load_model(video_dir)}
+    rows, t0 = [], time.time()
+    for kp, sp in splits.items():
+        gmm_dir = runs/f'diffpose-gmm-{kp}'
+        if not (gmm_dir/'config.json').is_file():
+            t1 = time.time()
+            save_diffpose(keypoint_gmm_model(frame, splits['gt'], sp, a.gmm_steps), gmm_dir, extra={'fitted_on': f'train split, {kp} 2D', 'gcnpose_steps_per_fold': a.gmm_steps, 'folds': 3})
+            print(f'keypoint-GMM ({kp}) fitted in {time.time() - t1:.0f} s', flush=True)
+        models_kp = dict(models, **{'DiffPose keypoint-GMM (keypoint-only variant)': load_model(gmm_dir)})
+        for label, m in models_kp.items():
+            if a.only and label not in a.only: continue
+            if m is None: m = LinearLifter().fit(sp['train'])
+            rows.append(score(m, label, kp, 'test', sp, a.every, 5))
+            if kp == 'gt': rows.append(score(m, label, kp, 'test-views', sp, a.every_views, 5))
+    out = dict(description=f'Every method on the embedded benchmark, one protocol (run_evaluation, cover mode: every frame of the scored sequences once, '
+                           f'windows of 27 frames), every {a.every}th test sequence (test-views: every {a.every_views}th, four virtual cameras each); '
+                           'diffusion models with their own sampler settings (DiffHPE: DDIM-5 eta=1, H=5; DiffPose released: its 2 DDIM steps, '
+                           'H=1 since its hypotheses are identical copies; keypoint-GMM: H=5 mixture draws), mean of the hypotheses; seed 0; '
+                           '1 torch thread on a shared 2-core CPU.',
+               command='python tools/side_by_side.py ' + ' '.join(f'--{k.replace("_", "-")} {v}' for k, v in vars(a).items() if v is not None and k != 'only'),
+               date=time.strftime('%Y-%m-%d'), seconds=round(time.time() - t0), rows=rows)
+    Path(a.out).write_text(json.dumps(out, indent=1))
+    print('wrote', a.out)
+
+
+if __name__ == '__main__':
+    main()
