@@ -70,10 +70,10 @@ def shared_dir(start=None, # where to start looking (default: the current direct
 # %% ../nbs/00_core.ipynb #7a1c0e22
 RESULTS_DIR = Path(str(importlib.resources.files('diffhpe')))/'assets'/'results'  # the installed package's
 
-def measured_results(name:str, # a file name in `RESULTS_DIR`, e.g. 'table2.json'
+def measured_results(name:str, # a file name in `RESULTS_DIR`, e.g. 'side-by-side.json'
                     )->dict|None:
     "The measured results shipped in the package's `assets/results/<name>` (parsed JSON), or None when absent."
-    if Path(name).name != name: raise ValueError(f'{name!r} is a path: pass a file name in {RESULTS_DIR}, such as "table2.json".')
+    if Path(name).name != name: raise ValueError(f'{name!r} is a path: pass a file name in {RESULTS_DIR}, such as "side-by-side.json".')
     p = RESULTS_DIR/name
     return json.loads(p.read_text()) if p.is_file() else None
 

@@ -25,7 +25,8 @@ from matplotlib import animation
 
 # %% ../nbs/36_video.ipynb #4654e3b4
 from .cameras import normalize_screen_coordinates
-from .lifting import lift, coco_to_h36m, KEYPOINT_FORMATS, COCO_KEYPOINT_NAMES, LiftResult
+from .windows import coco_to_h36m, KEYPOINT_FORMATS, COCO_KEYPOINT_NAMES
+from .lifting import lift, LiftResult
 from .visual import plot_pose_2d, plot_pose_3d, _check_path, _save_animation, _cube, camera_to_plot
 
 # %% ../nbs/36_video.ipynb #19f7f3ec

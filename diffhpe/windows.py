@@ -4,12 +4,15 @@
 
 # %% auto #0
 __all__ = ['ARM_LEG_JOINTS', 'RIGHT_LEG_JOINTS', 'ALL_PATTERNS', 'REFERENCE_ALL_PATTERNS', 'OCCLUSIONS', 'REFERENCE_MISS_TYPES',
+           'COCO_KEYPOINT_NAMES', 'COCO_TO_H36M_COPIED', 'COCO_TO_H36M_SOURCES', 'HEAD_EXTENSION', 'KEYPOINT_FORMATS',
            'EVAL_MODES', 'occlude_none', 'occlude_random', 'occlude_random_left_arm_right_leg',
            'occlude_consecutive_leg', 'occlude_consecutive_frames', 'occlude_noisy', 'occlude_all', 'check_occlusion',
-           'occlude', 'PoseWindows', 'TrainWindows', 'Augment', 'eval_windows_table', 'EvalWindows']
+           'occlude', 'PoseWindows', 'TrainWindows', 'coco_to_h36m', 'h36m_to_coco', 'Augment', 'eval_windows_table',
+           'EvalWindows']
 
 # %% ../nbs/06_windows.ipynb #20405782
 import inspect
+from functools import reduce
 import math
 
 # %% ../nbs/06_windows.ipynb #2cb0e9d6
@@ -295,6 +298,66 @@ class TrainWindows(PoseWindows):
         seq, start = self._draw(rng)
         return self._item(seq, start + self._t, np.ones(self.seq_len, bool), start, rng, self.augment)
 
+# %% ../nbs/06_windows.ipynb #8ab04a23
+COCO_KEYPOINT_NAMES = ('nose', 'left_eye', 'right_eye', 'left_ear', 'right_ear', 'left_shoulder', 'right_shoulder',
+                       'left_elbow', 'right_elbow', 'left_wrist', 'right_wrist', 'left_hip', 'right_hip', 'left_knee',
+                       'right_knee', 'left_ankle', 'right_ankle')
+COCO_TO_H36M_COPIED = {1: 12, 2: 14, 3: 16, 4: 11, 5: 13, 6: 15, 9: 0, 11: 5, 12: 7, 13: 9, 14: 6, 15: 8, 16: 10}  # H36M joint <- COCO keypoint
+COCO_TO_H36M_SOURCES = {0: (11, 12), 7: (11, 12, 5, 6), 8: (5, 6), 10: (1, 2, 5, 6)}  # synthesised H36M joint <- its COCO sources
+HEAD_EXTENSION = 0.5  # λ of the head rule
+
+# %% ../nbs/06_windows.ipynb #d6c785f6
+KEYPOINT_FORMATS = ('coco', 'h36m')
+
+def _stack(xs, ref, axis:int):
+    "Stack `xs` along a new `axis`, with torch or numpy as `ref`."
+    return torch.stack(xs, axis) if is_tensor(ref) else np.stack(xs, axis)
+
+def _check_joints(x, name:str, what:str='Human3.6M-17'):
+    "Raise a ValueError unless `x` has shape (..., 17, 2|3)."
+    shape = tuple(getattr(x, 'shape', np.shape(x)))
+    if len(shape) < 2 or shape[-2] != 17 or shape[-1] not in (2, 3):
+        raise ValueError(f'{name} must have shape (..., 17, 2|3) = (..., {what} joints, x y [confidence]), got {shape}.')
+    return x
+
+# %% ../nbs/06_windows.ipynb #82ab46c7
+def coco_to_h36m(keypoints, # (..., 17, 2|3) COCO-17 keypoints (x, y [, confidence]), array or tensor
+                 head_extension:float=HEAD_EXTENSION, # λ of the head rule: Head = e + λ (e - Thorax), e the mid-eyes
+                ): # (..., 17, 2|3) Human3.6M-17 keypoints, the kind of `keypoints`
+    "Human3.6M-17 keypoints from COCO-17: 13 copied, Hip, Spine, Thorax and Head synthesised (confidence: min of the sources)."
+    x = _check_joints(keypoints, 'keypoints', 'COCO-17')
+    if not is_tensor(x): x = np.asarray(x, dtype=np.float64)
+    p = x[..., :2]
+    mid = lambda a, b: (p[..., a, :] + p[..., b, :]) / 2
+    hip, thorax, eyes = mid(11, 12), mid(5, 6), mid(1, 2)
+    cols = {h: p[..., k, :] for h, k in COCO_TO_H36M_COPIED.items()}
+    cols |= {0: hip, 7: (hip + thorax) / 2, 8: thorax, 10: eyes + head_extension * (eyes - thorax)}
+    out = _stack([cols[j] for j in range(17)], x, -2)
+    if x.shape[-1] == 2: return out
+    c, minimum = x[..., 2], (torch.minimum if is_tensor(x) else np.minimum)
+    conf = {h: c[..., k] for h, k in COCO_TO_H36M_COPIED.items()}
+    conf |= {h: reduce(minimum, [c[..., k] for k in ks]) for h, ks in COCO_TO_H36M_SOURCES.items()}
+    return torch.cat([out, _stack([conf[j] for j in range(17)], x, -1)[..., None]], -1) if is_tensor(x) else \
+           np.concatenate([out, _stack([conf[j] for j in range(17)], x, -1)[..., None]], -1)
+
+# %% ../nbs/06_windows.ipynb #4707819b
+def h36m_to_coco(keypoints, # (..., 17, 2|3) Human3.6M-17 keypoints (x, y [, confidence]), array or tensor
+                 head_extension:float=HEAD_EXTENSION, # λ of the head rule, as in `coco_to_h36m`
+                ): # (..., 17, 2|3) COCO-17 keypoints, the kind of `keypoints`
+    "COCO-17 keypoints from Human3.6M-17 ones, with made-up face points that `coco_to_h36m` maps back to Neck/Nose and Head."
+    x = _check_joints(keypoints, 'keypoints')
+    if not is_tensor(x): x = np.asarray(x, dtype=np.float64)
+    p = x[..., :2]
+    shoulders, across = (p[..., 11, :] + p[..., 14, :]) / 2, p[..., 11, :] - p[..., 14, :]  # across: right -> left shoulder
+    eyes = (p[..., 10, :] + head_extension * shoulders) / (1 + head_extension)
+    inverse = {k: h for h, k in COCO_TO_H36M_COPIED.items()}
+    face = {1: eyes + 0.1 * across, 2: eyes - 0.1 * across, 3: eyes + 0.25 * across, 4: eyes - 0.25 * across}
+    out = _stack([face[k] if k in face else p[..., inverse[k], :] for k in range(17)], x, -2)
+    if x.shape[-1] == 2: return out
+    c = x[..., 2]
+    conf = _stack([c[..., 10] if k in face else c[..., inverse[k]] for k in range(17)], x, -1)[..., None]
+    return torch.cat([out, conf], -1) if is_tensor(x) else np.concatenate([out, conf], -1)
+
 # %% ../nbs/06_windows.ipynb #7bdf4d79
 class Augment:
     "Re-film training windows: another body, a virtual camera, the left-right flip, detector noise, each with its probability."
@@ -305,17 +368,21 @@ class Augment:
                  body_args:dict=None, # keyword arguments of `random_body` (size, proportions, jitter)
                  camera_ranges:dict=None, # overrides of `VIRTUAL_CAMERA_RANGES`
                  detector:DetectorNoise=None, # the detector noise's constants (None: `DetectorNoise()`)
+                 keypoints:str='h36m', # 'h36m': the projected joints; 'coco': every window's 2D through COCO-17 and back, as `lift` derives it
                 ):
         for k, v in dict(bodies=bodies, views=views, flip=flip, noise=noise).items():
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1: raise ValueError(f'{k} is a probability in [0, 1], got {v!r}.')
         self.bodies, self.views, self.flip, self.noise = float(bodies), float(views), float(flip), float(noise)
         self.body_args, self.camera_ranges, self.detector = dict(body_args or {}), camera_ranges, detector or DetectorNoise()
+        if keypoints not in KEYPOINT_FORMATS: raise ValueError(f'keypoints must be one of {KEYPOINT_FORMATS}, got {keypoints!r}.')
+        self.keypoints = keypoints
 
     def config(self)->dict:
         "The settings, as a recipe records them."
-        return dict(bodies=self.bodies, views=self.views, flip=self.flip, noise=self.noise, body_args=self.body_args, camera_ranges=self.camera_ranges)
+        return dict(bodies=self.bodies, views=self.views, flip=self.flip, noise=self.noise, body_args=self.body_args, camera_ranges=self.camera_ranges,
+                    keypoints=self.keypoints)
 
-    def __repr__(self): return f'Augment({", ".join(f"{k}={v}" for k, v in self.config().items() if v)})'
+    def __repr__(self): return f'Augment({", ".join(f"{k}={v}" for k, v in self.config().items() if v and v != "h36m")})'
 
     def film(self, seq:PoseSequence, # the window's sequence
              frames:np.ndarray, # (L,) its frame indices
@@ -323,7 +390,8 @@ class Augment:
             )->dict|None: # {'x_2d', 'x_3d', 'cam', 'res_w', 'camera', 'flipped'}, or None when nothing was drawn
         "One re-filmed window: (L, J, 2) normalised 2D, (L, J, 3) root-relative 3D in the (new) camera frame, its camera."
         body, view, flip, noise = (rng.random() < p for p in (self.bodies, self.views, self.flip, self.noise))
-        if not (body or view or flip or noise): return None
+        coco = self.keypoints == 'coco'
+        if not (body or view or flip or noise or coco): return None
         cam = seq.camera
         x_world = np.asarray(cam.camera_to_world(np.asarray(seq.x_cam[frames], np.float64)))
         if body: x_world = scale_bones(x_world, random_body(rng, **self.body_args))
@@ -332,6 +400,7 @@ class Augment:
         if flip: x_c = mirror_pose(x_c)
         px = np.asarray(cam.project(x_c))
         if noise: px = synthetic_detections(px, self.detector, rng)
+        if coco: px = coco_to_h36m(h36m_to_coco(px))  # Hip, Spine and Thorax where a COCO detector's joints put them
         return dict(x_2d=cam.normalise(px), x_3d=x_c - x_c[:, :1], cam=cam.intrinsic_vector(), res_w=cam.res_w, camera=cam, flipped=flip)
 
     def __call__(self, seq, frames, rng): return self.film(seq, frames, rng)

@@ -24,6 +24,7 @@ from diffhpe.models import sampling_for
 from diffhpe.recipes import run_evaluation, METHODS
 from diffhpe.windows import EvalWindows
 from diffhpe.wrapper import load_model
+from occlusion_shipped import hypotheses_for  # H where hypotheses can differ (1 for MixSTE and released DiffPose)
 
 
 def fold_sequences(seqs, n_folds):
@@ -49,7 +50,7 @@ def train_gcnpose(frame, seqs, steps, seed, batch=256):
     return m.eval()
 
 
-def keypoint_gmm_model(frame, gt, sp, steps, n_folds=3, seed=0, max_frames=60000):
+def keypoint_gmm_model(frame, gt, sp, steps, n_folds=3, seed=0, max_frames=30000):
     "The frame model in the keypoint-only mode, its mixtures fitted on the training split of the 2D source `sp`."
     rng = np.random.default_rng(seed)
     err = detector_errors(sp['train'], gt['train'])
@@ -75,8 +76,7 @@ def score(model, label, kp, split, sp, every, H, seed=0):
         r = evaluate(lambda x: torch.from_numpy(model.predict(x.numpy())), EvalWindows(seqs, 27))
         kw, n_h = {}, 1
     else:
-        kw = sampling_for(model)
-        n_h = H if kw else 1
+        kw, n_h = sampling_for(model), hypotheses_for(model, H)
         r = run_evaluation(model, split=split, keypoints=kp, splits=sp, every=every, n_hypotheses=n_h, seed=seed)
     s = time.perf_counter() - t0
     o = r.overall
@@ -94,33 +94,42 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument('--runs', default='/work/runs')
     p.add_argument('--out', required=True)
-    p.add_argument('--every', type=int, default=4)
+    p.add_argument('--every', type=int, default=8)
     p.add_argument('--every-views', type=int, default=8)
     p.add_argument('--gmm-steps', type=int, default=1500)
     p.add_argument('--only', nargs='*', default=None, help='labels to score (default: all)')
+    p.add_argument('--keypoints', nargs='*', default=['gt', 'detected'], help='2D sources to score (default: both)')
     a = p.parse_args()
     torch.set_num_threads(1)
     runs = Path(a.runs)
     world = load_cmu_world()
     splits = {kp: benchmark_splits(kp, path=world) for kp in ('gt', 'detected')}
+    want = lambda label: not a.only or label in a.only
     mix = load_model(runs/'mixste')
-    frame = load_model(runs/'diffpose')
-    video_dir = runs/'diffpose-video'
-    if not (video_dir/'config.json').is_file():
-        save_diffpose(frame.with_mixste(mix).eval(), video_dir, extra={'made_from': {'denoiser': str(runs/'diffpose'), 'mixste': str(runs/'mixste')}})
-    models = {'linear': None, 'MixSTE': mix, 'DiffHPE-2D': load_model(runs/'diffhpe-2d'), 'DiffHPE-Wrapper': load_model(runs/'diffhpe-wrapper'),
-              'DiffPose frame (released)': frame, 'DiffPose video (released)': load_model(video_dir)}
+    models = {'linear': None, 'MixSTE': mix, 'DiffHPE-2D': runs/'diffhpe-2d', 'DiffHPE-Wrapper': runs/'diffhpe-wrapper',
+              'DiffPose frame (released)': runs/'diffpose', 'DiffPose video (released)': runs/'diffpose-video'}
+    gmm = 'DiffPose keypoint-GMM (keypoint-only variant)'
+    if any('DiffPose' in k and want(k) for k in list(models) + [gmm]):
+        frame = load_model(runs/'diffpose')
+        if not (runs/'diffpose-video'/'config.json').is_file():
+            save_diffpose(frame.with_mixste(mix).eval(), runs/'diffpose-video', extra={'made_from': {'denoiser': str(runs/'diffpose'), 'mixste': str(runs/'mixste')}})
     rows, t0 = [], time.time()
     for kp, sp in splits.items():
-        gmm_dir = runs/f'diffpose-gmm-{kp}'
-        if not (gmm_dir/'config.json').is_file():
-            t1 = time.time()
-            save_diffpose(keypoint_gmm_model(frame, splits['gt'], sp, a.gmm_steps), gmm_dir, extra={'fitted_on': f'train split, {kp} 2D', 'gcnpose_steps_per_fold': a.gmm_steps, 'folds': 3})
-            print(f'keypoint-GMM ({kp}) fitted in {time.time() - t1:.0f} s', flush=True)
-        models_kp = dict(models, **{'DiffPose keypoint-GMM (keypoint-only variant)': load_model(gmm_dir)})
-        for label, m in models_kp.items():
-            if a.only and label not in a.only: continue
-            if m is None: m = LinearLifter().fit(sp['train'])
+        if kp not in a.keypoints: continue
+        labels = list(models) + [gmm]
+        for label in labels:
+            if not want(label): continue
+            if label == gmm:
+                gmm_dir = runs/f'diffpose-gmm-{kp}'
+                if not (gmm_dir/'config.json').is_file():
+                    t1 = time.time()
+                    save_diffpose(keypoint_gmm_model(frame, splits['gt'], sp, a.gmm_steps), gmm_dir,
+                                  extra={'fitted_on': f'train split, {kp} 2D', 'gcnpose_steps_per_fold': a.gmm_steps, 'folds': 3})
+                    print(f'keypoint-GMM ({kp}) fitted in {time.time() - t1:.0f} s', flush=True)
+                m = load_model(gmm_dir)
+            else:
+                m = models[label]
+                m = LinearLifter().fit(sp['train']) if m is None else load_model(m) if isinstance(m, Path) else m
             rows.append(score(m, label, kp, 'test', sp, a.every, 5))
             if kp == 'gt': rows.append(score(m, label, kp, 'test-views', sp, a.every_views, 5))
     out = dict(description=f'Every method on the embedded benchmark, one protocol (run_evaluation, cover mode: every frame of the scored sequences once, '
@@ -128,7 +137,7 @@ def main():
                            'diffusion models with their own sampler settings (DiffHPE: DDIM-5 eta=1, H=5; DiffPose released: its 2 DDIM steps, '
                            'H=1 since its hypotheses are identical copies; keypoint-GMM: H=5 mixture draws), mean of the hypotheses; seed 0; '
                            '1 torch thread on a shared 2-core CPU.',
-               command='python tools/side_by_side.py ' + ' '.join(f'--{k.replace("_", "-")} {v}' for k, v in vars(a).items() if v is not None and k != 'only'),
+               command='python tools/side_by_side.py ' + ' '.join(f'--{k.replace("_", "-")} {v}' for k, v in vars(a).items() if v is not None and k not in ('only', 'keypoints')),
                date=time.strftime('%Y-%m-%d'), seconds=round(time.time() - t0), rows=rows)
     Path(a.out).write_text(json.dumps(out, indent=1))
     print('wrote', a.out)
