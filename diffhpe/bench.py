@@ -422,7 +422,7 @@ DIFFPOSE_DDIM_STEPS = (1, 2, 4)  # DiffPose: numbers of released DDIM steps scor
 
 def _accuracy_settings(model, settings, diffpose_steps)->list:
     "(row name, denoiser calls, `run_evaluation` sampler keywords) of each setting `bench_accuracy` scores for `model`."
-    if isinstance(model, DiffPose):  # DDIM only, along the released steps: its own setting first, then k released steps
+    if hasattr(model.config, 'test_num_diffusion_timesteps'):  # DiffPose (by capability: a notebook run may redefine the class): DDIM only, along the released steps: its own setting first, then k released steps
         own = sampling_for(model)
         n = len(model.steps_for(own['steps']))
         out = [(f'released ({n} steps)', n, own)]
@@ -461,7 +461,7 @@ def bench_accuracy(checkpoints:dict=None, # {label: checkpoint/run folder, pretr
                     '(train one with `diffhpe train`, or pass its folder)')
                 continue
             model = load_model(folder)
-        if not isinstance(model, (DiffHPE2D, DiffPose)): raise ValueError(f'{label} is a {type(model).__name__}: only diffusion models have sampler settings.')
+        if not hasattr(model, 'sample'): raise ValueError(f'{label} is a {type(model).__name__}: only diffusion models have sampler settings.')
         splits = splits or load_splits()
         base = None
         for name, calls, kw in _accuracy_settings(model, settings, diffpose_steps):
