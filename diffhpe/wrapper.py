@@ -165,5 +165,5 @@ def load_model(path, # a checkpoint folder, a training run folder (its `best` is
         hint = ' (the demo models are not in this installation: train one with `diffhpe train`)' if isinstance(path, str) and path in PRETRAINED else ''
         raise FileNotFoundError(f'{f} not found: pass a checkpoint folder holding config.json and model.safetensors, or a run folder with best/{hint}.')
     meta = _read_config_json(f)
-    if meta.get('class') in CHECKPOINT_CLASSES: return CHECKPOINT_CLASSES[meta['class']](p, device)
+    if isinstance(meta.get('class'), str) and meta['class'] in CHECKPOINT_CLASSES: return CHECKPOINT_CLASSES[meta['class']](p, device)
     return _load_mixste(p, device) if meta.get('class') == 'MixSTE' else load_checkpoint(p, device)
