@@ -274,17 +274,18 @@ def _diffpose_call(model, x2, b, gen, dev):
     t = torch.full((len(x),), float(model.steps_for()[-1]), device=dev)
     return lambda: model.denoiser(x, t)
 
-_DENOISER_CALLS = {DiffHPE2D: _diffhpe_call, DiffPose: _diffpose_call}  # family -> (model, x_2d, b, gen, dev) -> a function making one call on b windows
+def _released_steps(model)->bool:
+    "Whether `model` samples along released DDIM steps (DiffPose), by capability: a notebook run may redefine the classes."
+    return hasattr(model.config, 'test_num_diffusion_timesteps')
 
 def _denoiser_call(model, x2, b, gen, dev):
     "A function that makes one denoiser call of `model` on b windows built from the batch `x2`, as its sampler makes them."
-    for cls, make in _DENOISER_CALLS.items():
-        if isinstance(model, cls): return make(model, x2, b, gen, dev)
-    raise ValueError(f'no denoiser call is known for a {type(model).__name__}: add its family to _DENOISER_CALLS.')
+    if not hasattr(model, 'denoiser'): raise ValueError(f'no denoiser call is known for a {type(model).__name__}: it has no denoiser; bench diffusion models only.')
+    return (_diffpose_call if _released_steps(model) else _diffhpe_call)(model, x2, b, gen, dev)
 
 def _conditioner_layer(model):
     "The first layer of the MixSTE a model runs before denoising (the Wrapper's conditioner, DiffPose video's initial lifter), or None."
-    mix = model.conditioner if isinstance(model, DiffHPEWrapper) else getattr(model, 'mixste', None) if isinstance(model, DiffPose) else None
+    mix = next((m for m in (getattr(model, 'conditioner', None), getattr(model, 'mixste', None)) if m is not None), None)
     return None if mix is None else mix.Spatial_patch_to_embedding
 
 def _bench_one(model, name, L, batch, H, ddim_steps, train_batches, call_batches, repeats, sample_repeats, warmup, dev, memory, reference_way, mix_s, gen, basis, amp=False):
@@ -305,7 +306,7 @@ def _bench_one(model, name, L, batch, H, ddim_steps, train_batches, call_batches
         n = len(times.wall)
         return _row(name, L, measure, batch, times, basis, calls=den.n // n, **{'cond passes': cnd.n // n if cnd is not None else None,
                                                                                 'x MixSTE': times.median(basis) / mix_s})
-    ddpm = isinstance(model, DiffHPE2D)  # DiffHPE: DDPM over all T steps, and the reference's way; DiffPose: DDIM along its released steps only
+    ddpm = not _released_steps(model)  # DiffHPE: DDPM over all T steps, and the reference's way; DiffPose: DDIM along its released steps only
     if ddpm: main, main_kw, peak_kw, max_k = f'sample DDPM-{c.T}', dict(sampler='ddpm'), dict(sampler='ddim', steps=min(2, c.T)), c.T
     else:
         main_kw = peak_kw = sampling_for(model)  # its own setting: the released DDIM steps
@@ -422,7 +423,7 @@ DIFFPOSE_DDIM_STEPS = (1, 2, 4)  # DiffPose: numbers of released DDIM steps scor
 
 def _accuracy_settings(model, settings, diffpose_steps)->list:
     "(row name, denoiser calls, `run_evaluation` sampler keywords) of each setting `bench_accuracy` scores for `model`."
-    if hasattr(model.config, 'test_num_diffusion_timesteps'):  # DiffPose (by capability: a notebook run may redefine the class): DDIM only, along the released steps: its own setting first, then k released steps
+    if _released_steps(model):  # DiffPose: DDIM only, along the released steps: its own setting first, then k released steps
         own = sampling_for(model)
         n = len(model.steps_for(own['steps']))
         out = [(f'released ({n} steps)', n, own)]

@@ -15,6 +15,7 @@ import numpy as np
 # %% ../nbs/90_cli.ipynb #0011ccf6
 from .core import parse_assignments
 from .models import SAMPLERS, DEFAULT_SAMPLING
+from .diffpose import own_sampling_help
 from .lifting import add_parser as add_lift_parser, lift_command
 from .video import add_video_arguments, is_video_source, lift_video_command
 from .recipes import EVAL_SPLITS, METHODS
@@ -70,8 +71,7 @@ def demo(out:str='diffhpe-demo', # folder for the figure and the animation
     from diffhpe.benchmark import benchmark_splits, benchmark_summary
     from diffhpe.cmu import load_cmu_world
     from diffhpe.baselines import LinearLifter
-    from diffhpe.evaluation import evaluate
-    from diffhpe.windows import EvalWindows
+    from diffhpe.lifting import FramewiseLifter, DEMO_MODELS, lift
     from diffhpe.wrapper import PRETRAINED, pretrained_dir
     from diffhpe.recipes import run_evaluation
     t0, out = time.time(), Path(out)
@@ -86,8 +86,7 @@ def demo(out:str='diffhpe-demo', # folder for the figure and the animation
     rows = []
     for kp, sp in splits.items():
         t1 = time.time()
-        lin = LinearLifter().fit(sp['train'])
-        r = evaluate(lambda x: torch.from_numpy(lin.predict(x.numpy())), EvalWindows(sp['test'][::every], 27))
+        r = run_evaluation(FramewiseLifter(LinearLifter().fit(sp['train'])), splits=sp, every=every)  # the same windows as the models'
         rows.append(_score_row('linear least squares', kp, r, time.time() - t1))
         for name in models:
             t1 = time.time()
@@ -95,12 +94,11 @@ def demo(out:str='diffhpe-demo', # folder for the figure and the animation
             rows.append(_score_row(name, kp, r, time.time() - t1))
     n_seq = len(splits['gt']['test'][::every])
     print(f'Test subjects, {n_seq} of {len(splits["gt"]["test"])} sequences (every {every}th), mm; diffusion models: H={n_hypotheses}, '
-          f'{"each model with its own sampler settings (DiffHPE: DDIM " + str(DEFAULT_SAMPLING["steps"]) + " steps, eta " + format(DEFAULT_SAMPLING["eta"], "g") + "; DiffPose: its released DDIM steps)" if steps is None else f"DDIM {steps} steps"}, mean of the hypotheses. All models were trained on exact 2D; detected = SYNTHETIC detector noise.\n')
+          f'{"each model with its own sampler settings (DiffHPE: DDIM " + str(DEFAULT_SAMPLING["steps"]) + " steps, eta " + format(DEFAULT_SAMPLING["eta"], "g") + "; DiffPose: its released DDIM steps)" if steps is None else f"DDIM {steps} steps"}, mean of the hypotheses. detected = SYNTHETIC detector noise; how each model was trained is in the recipe.json of its folder.\n')
     print(_table(rows))
     if models:
-        from diffhpe.lifting import lift
         s = splits['gt']['test'][0]
-        name = 'diffhpe-wrapper' if 'diffhpe-wrapper' in models else models[0]
+        name = DEMO_MODELS['demo'] if DEMO_MODELS['demo'] in models else models[0]  # the model `lift` uses by default
         res = lift(s.x_2d_pixels[:100], image_size=(s.camera.res_w, s.camera.res_h), keypoint_format='h36m', model=pretrained_dir(name),
                    n_hypotheses=n_hypotheses, steps=steps, seed=seed)
         print(f"\n{name} lifted {s.subject} '{s.action}' (camera {s.camera.id}, 100 frames): {res.save_gif(out/'lifted.gif', title=name)}")
@@ -163,8 +161,8 @@ def _add_evaluate_parser(sub):
     e.add_argument('--split', default='test', choices=list(EVAL_SPLITS), help='subjects to score; test-views: the test subjects through random virtual cameras (default: %(default)s)')
     e.add_argument('--hypotheses', type=int, default=5, help='H, hypotheses per window for diffusion models (default: %(default)s, as the paper)')
     e.add_argument('--sampler', default=None, choices=list(SAMPLERS), help="ddpm: all T steps (the paper); ddim: --steps steps (default: the model's own, ddim)")
-    e.add_argument('--steps', type=int, default=None, help=f"DDIM steps (default: the model's own: {DEFAULT_SAMPLING['steps']} for DiffHPE, the released 2 for DiffPose)")
-    e.add_argument('--eta', type=float, default=None, help=f"DDIM noise: 0 deterministic, 1 as much as DDPM at each step (default: the model's own: {DEFAULT_SAMPLING['eta']:g} for DiffHPE, 0 for DiffPose)")
+    e.add_argument('--steps', type=int, default=None, help=f"DDIM steps (default: the model's own: {own_sampling_help('steps')})")
+    e.add_argument('--eta', type=float, default=None, help=f"DDIM noise: 0 deterministic, 1 as much as DDPM at each step (default: the model's own: {own_sampling_help('eta')})")
     e.add_argument('--aggregation', default='mean', choices=['mean', 'median', 'medoid'], help='how the H hypotheses become one pose (default: %(default)s)')
     e.add_argument('--every', type=int, default=1, help='keep every k-th test sequence, for a quick look (default: all)')
     e.add_argument('--mode', default='cover', choices=['cover', 'official'], help="cover: every frame once; official: the reference's windows (default: %(default)s)")

@@ -7,9 +7,9 @@ __all__ = ['DIFFPOSE_INITIALS', 'DIFFPOSE_MODES', 'MIXSTE_243', 'DIFFPOSE_PRESET
            'ChebGraphLayer', 'ResChebBlock', 'RefLayerNorm', 'JointAttention', 'LearnedGraphLayer', 'LearnedGraphFF',
            'PreNormResidual', 'GraphAttentionLayer', 'sinusoidal_embedding', 'StepMLP', 'GCNConfig', 'GCNpose',
            'GCNdiff', 'diffpose_schedule', 'released_steps', 'DiffPoseConfig', 'diffpose_config', 'DiffPose',
-           'antithetic_steps', 'diffpose_loss', 'save_diffpose', 'load_diffpose', 'read_reference_file',
-           'reference_state_dict', 'load_reference_gcn', 'load_reference_mixste', 'load_diffpose_reference', 'fit_gmm',
-           'detector_errors', 'cross_fitted_depth_residuals']
+           'own_sampling_help', 'antithetic_steps', 'diffpose_loss', 'save_diffpose', 'load_diffpose',
+           'read_reference_file', 'reference_state_dict', 'load_reference_gcn', 'load_reference_mixste',
+           'load_diffpose_reference', 'fit_gmm', 'detector_errors', 'cross_fitted_depth_residuals']
 
 # %% ../nbs/16_diffpose.ipynb #b355a387
 import json
@@ -30,7 +30,7 @@ from .skeleton import H36M_SKELETON, mirror_pose
 from .diffusion import (Schedule, q_sample, oracle_model, sample_ddim, repeat_hypotheses, split_hypotheses, draw_noise, draw_steps,
                                aggregate_mean, aggregate_median)
 from .graph import n_params, _adjacency_tensor
-from .models import _load_strict, AGGREGATIONS, read_checkpoint, save_checkpoint
+from .models import _load_strict, AGGREGATIONS, DEFAULT_SAMPLING, read_checkpoint, save_checkpoint
 from .mixste import MixSTE, load_mixste_checkpoint, freeze
 from .wrapper import register_checkpoint_class
 
@@ -377,6 +377,15 @@ class DiffPose(nn.Module):
     def extra_repr(self): return f'initial={self.config.initial!r}, mode={self.config.mode!r}'
 
 MODEL_NAMES = {'diffpose': DiffPose}  # for the shared registry
+
+# %% ../nbs/16_diffpose.ipynb #709caea7
+def own_sampling_help(key:str, # a sampler setting: 'steps' or 'eta'
+                     )->str:
+    "How each family's default of sampler setting `key` reads in a help text: DiffHPE's and released DiffPose's."
+    if key not in ('steps', 'eta'): raise ValueError(f"key must be 'steps' or 'eta', got {key!r}.")
+    c = DiffPoseConfig()
+    return f"{DEFAULT_SAMPLING[key]:g} for DiffHPE, {dict(steps=c.test_timesteps, eta=c.eta)[key]:g} for released DiffPose"
+
 
 # %% ../nbs/16_diffpose.ipynb #0acb14e1
 def _as_windows(self:DiffPose, x, name:str, C:int):

@@ -34,6 +34,7 @@ from .core import is_tensor, to_numpy, one_thread_if_forked
 from .cameras import normalize_screen_coordinates
 from .skeleton import H36M_JOINT_NAMES
 from .models import SAMPLERS, DEFAULT_SAMPLING, sampling_for
+from .diffpose import own_sampling_help
 from .evaluation import lift_batch
 from .wrapper import load_model, pretrained_dir
 from .training import resolve_device, check_seed
@@ -653,7 +654,7 @@ def lift(keypoints, # (T, 17, 2|3) pixels [, confidence]: an array, tensor, .npy
          model='demo', # 'demo' (DiffHPE-Wrapper), 'demo-2d', 'demo-mixste', a checkpoint folder, or a model object
          n_hypotheses:int=5, # H, hypotheses per window (diffusion models; deterministic ones give 1)
          sampler:str|None=None, # 'ddim' (fast, `steps` steps) or 'ddpm' (all T steps, the paper); None: the model's own (`sampling_for`)
-         steps:int|None=None, # DDIM steps (None: the model's default: 5 for DiffHPE, the released 2 for DiffPose)
+         steps:int|None=None, # DDIM steps (None: the model's own `default_sampling`)
          eta:float|None=None, # DDIM noise: 0 deterministic, 1 as much as DDPM (None: the model's default)
          confidence_threshold:float=0.3, # keypoints below this confidence are hidden from the model
          overlap:int=None, # frames shared by consecutive windows (default: half a window)
@@ -734,8 +735,8 @@ def add_parser(subparsers, # the object returned by `ArgumentParser.add_subparse
     p.add_argument('--model', default='demo', help=f'a checkpoint folder or a demo model: {", ".join(DEMO_MODELS)} (default: %(default)s)')
     p.add_argument('--hypotheses', type=int, default=5, help='hypotheses per window, for diffusion models (default: %(default)s)')
     p.add_argument('--sampler', choices=SAMPLERS, default=None, help="ddim (fast, --steps steps) or ddpm (all steps of the model) (default: the model's own: ddim)")
-    p.add_argument('--steps', type=int, default=None, help=f"DDIM sampling steps (default: the model's own: {DEFAULT_SAMPLING['steps']} for DiffHPE, the released 2 for DiffPose)")
-    p.add_argument('--eta', type=float, default=None, help=f"DDIM noise: 0 deterministic, 1 as much as DDPM (default: the model's own: {DEFAULT_SAMPLING['eta']:g} for DiffHPE, 0 for DiffPose)")
+    p.add_argument('--steps', type=int, default=None, help=f"DDIM sampling steps (default: the model's own: {own_sampling_help('steps')})")
+    p.add_argument('--eta', type=float, default=None, help=f"DDIM noise: 0 deterministic, 1 as much as DDPM (default: the model's own: {own_sampling_help('eta')})")
     p.add_argument('--threshold', type=float, default=0.3, help='keypoints with a lower confidence are hidden from the model (default: %(default)s)')
     p.add_argument('--overlap', type=int, default=None, help='frames shared by consecutive windows (default: half a window)')
     p.add_argument('--batch-size', type=int, default=64, help='windows per model call (default: %(default)s)')

@@ -221,14 +221,14 @@ def run_training(model:str, # a name in `METHODS`
 # %% ../nbs/21_recipes.ipynb #02f5d361
 EVAL_SPLITS = ('test', 'validation', 'test-views')  # 'test-views': the test subjects through random virtual cameras (cmu)
 
-def run_evaluation(path, # a checkpoint or run folder, a pretrained name, or a model
+def run_evaluation(path, # a checkpoint or run folder, a pretrained name, or a model (any lifter `evaluate` takes, e.g. `lifting.FramewiseLifter`)
                    data:str='cmu', # a name in `DATASETS`
                    split:str='test', # 'test', 'validation' or 'test-views' (never select models on a test split)
                    keypoints:str='gt', # 2D source (see `load_splits`)
                    data_dir=None, # h36m only
                    n_hypotheses:int=5, # H (diffusion models; the paper: 5)
                    sampler:str|None=None, # 'ddpm' (all T steps, the paper) or 'ddim' (None: the model's `default_sampling`)
-                   steps:int|None=None, # DDIM steps (None: the model's default; DiffHPE: 5, DiffPose: its released 2)
+                   steps:int|None=None, # DDIM steps (None: the model's own `default_sampling`)
                    eta:float|None=None, # DDIM only: 0 deterministic, 1 as much noise as DDPM at each step (None: the model's default)
                    aggregation:str='mean', # 'mean' (paper), 'median' or 'medoid'
                    every:int=1, # keep every k-th sequence of the split
@@ -243,7 +243,7 @@ def run_evaluation(path, # a checkpoint or run folder, a pretrained name, or a m
     if split in VIEW_SPLITS and data != 'cmu': raise ValueError(f"{split} is the embedded benchmark's viewpoint-shifted split: pass data='cmu'.")
     if int(every) != every or every < 1: raise ValueError(f'every must be a positive integer, got {every!r}.')
     check_seed(seed, 'seed')
-    model = path if isinstance(path, torch.nn.Module) else load_model(path)
+    model = load_model(path) if isinstance(path, (str, Path)) else path
     if split in VIEW_SPLITS and (splits is None or split not in splits): seqs = load_benchmark(split, keypoints)[::every]  # filmed on demand
     else: seqs = (splits or load_splits(data, keypoints, data_dir))[split][::every]
     windows = EvalWindows(seqs, getattr(model, 'seq_len', None) or model.config.seq_len, mode, occlusion, seed=seed)

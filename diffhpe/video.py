@@ -27,7 +27,7 @@ from matplotlib import animation
 from .cameras import normalize_screen_coordinates
 from .windows import coco_to_h36m, KEYPOINT_FORMATS, COCO_KEYPOINT_NAMES
 from .lifting import lift, LiftResult
-from .visual import plot_pose_2d, plot_pose_3d, _check_path, _save_animation, _cube, camera_to_plot
+from .visual import plot_pose_2d, plot_pose_3d, check_animation_path, save_animation, cube_limits, camera_to_plot
 
 # %% ../nbs/36_video.ipynb #19f7f3ec
 def _require(module:str, what:str):
@@ -398,14 +398,14 @@ def animate_video(result:LiftResult, # what `lift_video` (or `lift` on the keypo
     if isinstance(max_frames, bool) or not isinstance(max_frames, (int, np.integer)) or max_frames < 1: raise ValueError(f'max_frames must be a positive integer, got {max_frames!r}.')
     exe = mp4_encoder() if path.suffix.lower() == '.mp4' else None
     with matplotlib.rc_context({'animation.ffmpeg_path': exe} if exe else {}):
-        path = _check_path(path)
+        path = check_animation_path(path)
         w, h = result.image_size
         n = min(result.n_frames, int(max_frames))
         frames = _Frames(source, n)
         if frames(0).shape[1::-1] != (int(w), int(h)): raise ValueError(f'{source} is {frames(0).shape[1]}x{frames(0).shape[0]}, the result {w:g}x{h:g}: pass the source it was lifted from.')
         x2 = np.nan_to_num(normalize_screen_coordinates(np.asarray(result.keypoints, float), w, h), nan=0.)  # (T, 17, 2), no position: 0
         poses, hyps = result.poses[:n] / 1000, result.hypotheses[:, :n] / 1000
-        lim3 = _cube(camera_to_plot(np.concatenate([poses.reshape(-1, 3), hyps.reshape(-1, 3)]), 'mm'))
+        lim3 = cube_limits(camera_to_plot(np.concatenate([poses.reshape(-1, 3), hyps.reshape(-1, 3)]), 'mm'))
         fig = plt.figure(figsize=(6.4, 3.2))
         grid = fig.add_gridspec(1, 2, width_ratios=(1, 1), left=0.02, right=0.98, bottom=0.04, top=0.9, wspace=0.05)
         ax2, ax3 = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1], projection='3d')
@@ -419,7 +419,7 @@ def animate_video(result:LiftResult, # what `lift_video` (or `lift` on the keypo
             seen = '' if result.visible[t].any() else ' · no person: filled in by the model'
             fig.suptitle(f'frame {t + 1}/{n}{seen}', fontsize=9)
         anim = animation.FuncAnimation(fig, draw, frames=n, interval=1000 / (fps or result.fps), blit=False)
-        try: _save_animation(anim, path, fps or result.fps, dpi)
+        try: save_animation(anim, path, fps or result.fps, dpi)
         finally: plt.close(fig)
     return path
 

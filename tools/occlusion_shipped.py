@@ -12,7 +12,6 @@ from pathlib import Path
 
 import torch
 
-from diffhpe.diffpose import DiffPose
 from diffhpe.models import sampling_for
 from diffhpe.recipes import run_evaluation, load_splits
 from diffhpe.windows import ALL_PATTERNS
@@ -22,7 +21,7 @@ from diffhpe.wrapper import PRETRAINED, pretrained_dir, load_model
 def hypotheses_for(model, H:int)->int:
     "H for a model: 1 where the hypotheses cannot differ."
     if not sampling_for(model): return 1
-    if isinstance(model, DiffPose) and model.config.mode == 'released': return 1
+    if hasattr(model, 'steps_for') and model.config.mode == 'released': return 1  # DiffPose's released mode: copies (by capability)
     return H
 
 

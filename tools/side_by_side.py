@@ -2,7 +2,7 @@
 
     python tools/side_by_side.py --runs RUNS --out diffhpe/assets/results/side-by-side.json [--every 4]
 
-RUNS holds the trained run folders mixste, diffhpe-2d, diffhpe-wrapper, diffpose (from `diffhpe train`). The DiffPose
+RUNS holds the trained run folders mixste, diffhpe-2d, diffhpe-wrapper, diffpose and diffhpe-wild (from `diffhpe train`). The DiffPose
 video model (the frame model's denoiser refining the MixSTE's poses) and the keypoint-only mixture mode (the frame
 model's networks, mixtures fitted on the training split) are made here from those runs and saved beside them.
 Every model is scored by `run_evaluation` on the same test sequences, for exact (gt) and detected 2D, and on the
@@ -19,12 +19,14 @@ from diffhpe.baselines import LinearLifter
 from diffhpe.benchmark import benchmark_splits, load_benchmark
 from diffhpe.cmu import load_cmu_world
 from diffhpe.diffpose import DiffPose, detector_errors, cross_fitted_depth_residuals, save_diffpose
-from diffhpe.evaluation import evaluate
+from diffhpe.lifting import FramewiseLifter
 from diffhpe.models import sampling_for
-from diffhpe.recipes import run_evaluation, METHODS
-from diffhpe.windows import EvalWindows
+from diffhpe.recipes import run_evaluation
 from diffhpe.wrapper import load_model
 from occlusion_shipped import hypotheses_for  # H where hypotheses can differ (1 for MixSTE and released DiffPose)
+
+
+WILD = 'DiffHPE-2D wild (lift default)'  # trained for `lift`: every augmentation, COCO-derived 2D, occlusions with the mask
 
 
 def fold_sequences(seqs, n_folds):
@@ -68,20 +70,21 @@ def keypoint_gmm_model(frame, gt, sp, steps, n_folds=3, seed=0, max_frames=30000
     return gm.eval()
 
 
+def denoiser_calls(model, kw)->int:
+    "Denoiser calls per window of one sampling run with the sampler keywords `kw` (0 for a supervised lifter)."
+    if not kw: return 0
+    if hasattr(model, 'steps_for'): return len(model.steps_for(kw['steps']))  # DiffPose: along its released steps
+    return kw['steps'] if kw['sampler'] == 'ddim' else model.config.T
+
+
 def score(model, label, kp, split, sp, every, H, seed=0):
     "One row of the table: run_evaluation's overall averages, hypotheses, calls per window, seconds per 1,000 frames."
     t0 = time.perf_counter()
-    if isinstance(model, LinearLifter):
-        seqs = (load_benchmark(split, kp) if split == 'test-views' else sp['test'])[::every]
-        r = evaluate(lambda x: torch.from_numpy(model.predict(x.numpy())), EvalWindows(seqs, 27))
-        kw, n_h = {}, 1
-    else:
-        kw, n_h = sampling_for(model), hypotheses_for(model, H)
-        r = run_evaluation(model, split=split, keypoints=kp, splits=sp, every=every, n_hypotheses=n_h, seed=seed)
+    kw, n_h = sampling_for(model), hypotheses_for(model, H)
+    r = run_evaluation(model, split=split, keypoints=kp, splits=sp, every=every, n_hypotheses=n_h, seed=seed)
     s = time.perf_counter() - t0
     o = r.overall
-    calls = 0 if not kw else (kw['steps'] if kw['sampler'] == 'ddim' else model.config.T)
-    if isinstance(model, DiffPose) and kw: calls = len(model.steps_for(kw['steps']))
+    calls = denoiser_calls(model, kw)
     row = dict(split=split, keypoints=kp, model=label, MPJPE=o['MPJPE'], **{'P-MPJPE': o['P-MPJPE']}, symmetry=o.get('symmetry'),
                **{'seg std': o.get('seg std')}, H=n_h, calls=calls, seconds=round(s, 1), windows=r.settings['windows'])
     row['frames'] = r.settings['frames']
@@ -104,10 +107,12 @@ def main():
     runs = Path(a.runs)
     world = load_cmu_world()
     splits = {kp: benchmark_splits(kp, path=world) for kp in ('gt', 'detected')}
+    views = dict(splits['gt'], **{'test-views': load_benchmark('test-views', 'gt', path=world)})  # filmed once, scored by every model
     want = lambda label: not a.only or label in a.only
     mix = load_model(runs/'mixste')
     models = {'linear': None, 'MixSTE': mix, 'DiffHPE-2D': runs/'diffhpe-2d', 'DiffHPE-Wrapper': runs/'diffhpe-wrapper',
-              'DiffPose frame (released)': runs/'diffpose', 'DiffPose video (released)': runs/'diffpose-video'}
+              'DiffPose frame (released)': runs/'diffpose', 'DiffPose video (released)': runs/'diffpose-video',
+              WILD: runs/'diffhpe-wild'}
     gmm = 'DiffPose keypoint-GMM (keypoint-only variant)'
     if any('DiffPose' in k and want(k) for k in list(models) + [gmm]):
         frame = load_model(runs/'diffpose')
@@ -129,9 +134,9 @@ def main():
                 m = load_model(gmm_dir)
             else:
                 m = models[label]
-                m = LinearLifter().fit(sp['train']) if m is None else load_model(m) if isinstance(m, Path) else m
+                m = FramewiseLifter(LinearLifter().fit(sp['train'])) if m is None else load_model(m) if isinstance(m, Path) else m
             rows.append(score(m, label, kp, 'test', sp, a.every, 5))
-            if kp == 'gt': rows.append(score(m, label, kp, 'test-views', sp, a.every_views, 5))
+            if kp == 'gt': rows.append(score(m, label, kp, 'test-views', views, a.every_views, 5))
     out = dict(description=f'Every method on the embedded benchmark, one protocol (run_evaluation, cover mode: every frame of the scored sequences once, '
                            f'windows of 27 frames), every {a.every}th test sequence (test-views: every {a.every_views}th, four virtual cameras each); '
                            'diffusion models with their own sampler settings (DiffHPE: DDIM-5 eta=1, H=5; DiffPose released: its 2 DDIM steps, '
