@@ -1,6 +1,6 @@
 """What each training augmentation buys: DiffHPE-2D runs that differ only in their `--augment`, on one protocol.
 
-    python tools/ablation.py --runs none=RUN bodies=RUN ... --out diffhpe/assets/results/ablation.json [--every 8]
+    python tools/ablation.py --runs none=RUN bodies=RUN ... three=RUN --out diffhpe/assets/results/ablation.json [--every 8]
 
 Every run is scored like a row of the side-by-side table (`tools/side_by_side.py`'s `score`): the test split with exact
 and with detected 2D, and `test-views` with exact 2D, beside the linear lifter on the same windows. One torch thread.
@@ -38,8 +38,10 @@ def main():
         if run is not None:
             s = json.loads((Path(run)/'summary.json').read_text())
             for r in rows[-3:]: r['train steps'] = s.get('step', s.get('steps'))
-    out = dict(description=f'DiffHPE-2D (cpu preset) trained with one augmentation each (probability 0.5), the same wall-clock budget, 1 torch thread, '
-                           f'two runs at a time on a 2-core CPU; scored on every {a.every}th sequence (run_evaluation, cover mode, DDIM-5 eta=1, H=5, seed 0).',
+    steps = sorted({r['train steps'] for r in rows if 'train steps' in r})
+    out = dict(description=f'DiffHPE-2D (cpu preset, seed 0) trained with no augmentation, one augmentation (probability 0.5) or the shipped '
+                           f'three, for the same {"/".join(map(str, steps))} optimizer steps, 1 torch thread; scored on every {a.every}th '
+                           f'sequence (run_evaluation, cover mode, the model\'s own DDIM sampling, H=5, seed 0).',
                command='python tools/ablation.py --runs ' + ' '.join(a.runs) + f' --every {a.every}',
                date=time.strftime('%Y-%m-%d'), seconds=round(time.time() - t0), rows=rows)
     Path(a.out).write_text(json.dumps(out, indent=1))

@@ -2,7 +2,7 @@
 
     python tools/side_by_side.py --runs RUNS --out diffhpe/assets/results/side-by-side.json [--every 4]
 
-RUNS holds the trained run folders mixste, diffhpe-2d, diffhpe-wrapper, diffpose and diffhpe-wild (from `diffhpe train`). The DiffPose
+RUNS holds the trained run folders mixste, diffhpe-2d, diffhpe-wrapper, diffpose (from `diffhpe train`). The DiffPose
 video model (the frame model's denoiser refining the MixSTE's poses) and the keypoint-only mixture mode (the frame
 model's networks, mixtures fitted on the training split) are made here from those runs and saved beside them.
 Every model is scored by `run_evaluation` on the same test sequences, for exact (gt) and detected 2D, and on the
@@ -24,9 +24,6 @@ from diffhpe.models import sampling_for
 from diffhpe.recipes import run_evaluation
 from diffhpe.wrapper import load_model
 from occlusion_shipped import hypotheses_for  # H where hypotheses can differ (1 for MixSTE and released DiffPose)
-
-
-WILD = 'DiffHPE-2D wild (lift default)'  # trained for `lift`: every augmentation, COCO-derived 2D, occlusions with the mask
 
 
 def fold_sequences(seqs, n_folds):
@@ -111,8 +108,7 @@ def main():
     want = lambda label: not a.only or label in a.only
     mix = load_model(runs/'mixste')
     models = {'linear': None, 'MixSTE': mix, 'DiffHPE-2D': runs/'diffhpe-2d', 'DiffHPE-Wrapper': runs/'diffhpe-wrapper',
-              'DiffPose frame (released)': runs/'diffpose', 'DiffPose video (released)': runs/'diffpose-video',
-              WILD: runs/'diffhpe-wild'}
+              'DiffPose frame (released)': runs/'diffpose', 'DiffPose video (released)': runs/'diffpose-video'}
     gmm = 'DiffPose keypoint-GMM (keypoint-only variant)'
     if any('DiffPose' in k and want(k) for k in list(models) + [gmm]):
         frame = load_model(runs/'diffpose')
