@@ -80,11 +80,12 @@ def measured_results(name:str, # a file name in `RESULTS_DIR`, e.g. 'side-by-sid
 # %% ../nbs/00_core.ipynb #54d1c091
 def parse_assignments(items:list, # strings 'key=value'
                      )->dict:
-    "A dict from `key=value` strings; each value read as JSON when it parses, else kept as a string."
+    "A dict from `key=value` strings; each value read as JSON (Python's True/False/None too) when it parses, else kept as a string."
     out = {}
     for it in items or []:
         if '=' not in it: raise ValueError(f'{it!r} is not key=value (e.g. lr=1e-3).')
         k, v = it.split('=', 1)
+        v = {'True': 'true', 'False': 'false', 'None': 'null'}.get(v.strip(), v)  # the spelling a Python user types
         try: out[k.strip()] = json.loads(v)
         except json.JSONDecodeError: out[k.strip()] = v
     return out
