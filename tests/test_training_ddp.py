@@ -39,6 +39,11 @@ SCRIPT = textwrap.dedent('''
         first = run(sys.argv[1], int(sys.argv[2]) // 2)  # stop half-way...
         assert first['steps'] == int(sys.argv[2]) // 2
         run(sys.argv[1], int(sys.argv[2]), resume=True)  # ...and resume from the checkpoint on disk
+        # Everything is on disk. Skip the interpreter's C++ teardown, which aborts about one run in six on this CPU build
+        # ("terminate called without an active exception", SIGABRT, after the last Python frame, even with
+        # destroy_process_group() called first); os._exit does not run it. Measured: 3 of 14 runs aborted without this, 0 of 14 with it.
+        sys.stdout.flush(); sys.stderr.flush()
+        import os; os._exit(0)
 ''')
 
 
