@@ -158,7 +158,7 @@ def _add_train_parser(sub):
 def _add_evaluate_parser(sub):
     e = sub.add_parser('evaluate', help='score a trained model (MPJPE, P-MPJPE, symmetry gap, segment std)', description=evaluate_command.__doc__)
     e.add_argument('checkpoint', help=f'a checkpoint folder, a run folder (its best/ is used), or a pretrained name ({", ".join(PRETRAINED)})')
-    e.add_argument('--split', default='test', choices=list(EVAL_SPLITS), help='subjects to score; test-views: the test subjects through random virtual cameras (default: %(default)s)')
+    e.add_argument('--split', default='test', choices=list(EVAL_SPLITS), help='subjects to score; test-views: the test subjects through random virtual cameras; test-bodies: and on other bodies (default: %(default)s)')
     e.add_argument('--hypotheses', type=int, default=5, help='H, hypotheses per window for diffusion models (default: %(default)s, as the paper)')
     e.add_argument('--sampler', default=None, choices=list(SAMPLERS), help="ddpm: all T steps (the paper); ddim: --steps steps (default: the model's own, ddim)")
     e.add_argument('--steps', type=int, default=None, help=f"DDIM steps (default: the model's own: {own_sampling_help('steps')})")

@@ -355,9 +355,10 @@ def blend_windows(values, # (W, L, ...) one value per window position
     return acc / total.reshape((n_frames,) + (1,) * (v.ndim - 2))
 
 # %% ../nbs/35_lifting.ipynb #c18aaf4b
-DEMO_MODELS = {'demo': 'diffhpe-wrapper', 'demo-2d': 'diffhpe-2d', 'demo-mixste': 'mixste', 'demo-diffpose': 'diffpose', 'demo-diffpose-video': 'diffpose-video'}  # name -> folder in diffhpe/assets/models
+DEMO_MODELS = {'demo': 'diffhpe-2d-wild', 'demo-wrapper': 'diffhpe-wrapper', 'demo-2d': 'diffhpe-2d', 'demo-mixste': 'mixste', 'demo-diffpose': 'diffpose',
+               'demo-diffpose-video': 'diffpose-video'}  # name -> folder in diffhpe/assets/models; 'demo': the model trained for the wild
 
-def demo_model_path(name:str='demo', # 'demo' (DiffHPE-Wrapper), 'demo-2d' (DiffHPE-2D) or 'demo-mixste' (MixSTE)
+def demo_model_path(name:str='demo', # a name in `DEMO_MODELS`: 'demo' (DiffHPE-2D for the wild), 'demo-wrapper', 'demo-2d', 'demo-mixste', ...
                    )->Path:
     "The folder of a shipped demo checkpoint; a FileNotFoundError saying how to get it when it is not installed."
     if name not in DEMO_MODELS: raise ValueError(f'unknown demo model {name!r}: choose one of {list(DEMO_MODELS)}.')
@@ -376,12 +377,12 @@ def _device(device)->torch.device|None:
     except (RuntimeError, TypeError, ValueError): raise ValueError(f'device {reprlib.repr(device)} is not a torch device: use "cpu", "cuda", "cuda:1", "mps" or "auto".') from None
     return resolve_device(device)
 
-def resolve_model(model, # a model object, a checkpoint folder, or a demo name ('demo', 'demo-2d', 'demo-mixste')
+def resolve_model(model, # a model object, a checkpoint folder, or a name in `DEMO_MODELS` ('demo', 'demo-wrapper', 'demo-2d', ...)
                   device=None, # move a torch model there (None: leave it where it is)
                  ):
     "The model object that `model` names, loaded if needed, ready to lift windows."
     if isinstance(model, (str, Path)):
-        folders = {v: k for k, v in DEMO_MODELS.items()}  # 'diffhpe-wrapper' -> 'demo', ...
+        folders = {v: k for k, v in DEMO_MODELS.items()}  # 'diffhpe-2d-wild' -> 'demo', ...
         if str(model) in DEMO_MODELS or str(model) in folders: path = demo_model_path(folders.get(str(model), str(model)))
         else:
             path = Path(model).expanduser()
@@ -651,7 +652,7 @@ def save_gif(self:LiftResult, path, # the .gif file to write
 def lift(keypoints, # (T, 17, 2|3) pixels [, confidence]: an array, tensor, .npy/.npz file or COCO-style .json file
          image_size=None, # (w, h) of the video in pixels (default: from the file, when it says)
          keypoint_format:str='coco', # joint order: 'coco' (COCO-17, most detectors) or 'h36m' (Human3.6M-17)
-         model='demo', # 'demo' (DiffHPE-Wrapper), 'demo-2d', 'demo-mixste', a checkpoint folder, or a model object
+         model='demo', # 'demo' (DiffHPE-2D for the wild), another name in `DEMO_MODELS`, a checkpoint folder, or a model object
          n_hypotheses:int=5, # H, hypotheses per window (diffusion models; deterministic ones give 1)
          sampler:str|None=None, # 'ddim' (fast, `steps` steps) or 'ddpm' (all T steps, the paper); None: the model's own (`sampling_for`)
          steps:int|None=None, # DDIM steps (None: the model's own `default_sampling`)

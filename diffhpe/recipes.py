@@ -219,11 +219,11 @@ def run_training(model:str, # a name in `METHODS`
         return train(net, train_w, val_w, cfg, out, resume=resume, log=log, eval_fn=mpjpe_probe(val_w))
 
 # %% ../nbs/21_recipes.ipynb #02f5d361
-EVAL_SPLITS = ('test', 'validation', 'test-views')  # 'test-views': the test subjects through random virtual cameras (cmu)
+EVAL_SPLITS = ('test', 'validation', 'test-views', 'test-bodies')  # 'test-views': the test subjects through random virtual cameras; 'test-bodies': and on other bodies (cmu)
 
 def run_evaluation(path, # a checkpoint or run folder, a pretrained name, or a model (any lifter `evaluate` takes, e.g. `lifting.FramewiseLifter`)
                    data:str='cmu', # a name in `DATASETS`
-                   split:str='test', # 'test', 'validation' or 'test-views' (never select models on a test split)
+                   split:str='test', # 'test', 'validation', 'test-views' or 'test-bodies' (never select models on a test split)
                    keypoints:str='gt', # 2D source (see `load_splits`)
                    data_dir=None, # h36m only
                    n_hypotheses:int=5, # H (diffusion models; the paper: 5)

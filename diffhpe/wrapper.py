@@ -121,7 +121,7 @@ def load_reference_wrapper(path, # a reference Wrapper `model.pth`, or its state
     return model.eval()
 
 # %% ../nbs/14_wrapper.ipynb #da1170a0
-PRETRAINED = ('mixste', 'diffhpe-2d', 'diffhpe-wrapper', 'diffpose', 'diffpose-video')
+PRETRAINED = ('mixste', 'diffhpe-2d', 'diffhpe-wrapper', 'diffpose', 'diffpose-video', 'diffhpe-2d-wild')  # the last: `lift`'s default, trained for the wild
 CHECKPOINT_CLASSES = {}  # config.json 'class' -> loader(folder, map_location) of a model defined in a later chapter
 
 def register_checkpoint_class(name:str, # the 'class' its config.json records, e.g. 'DiffPose'
@@ -131,7 +131,7 @@ def register_checkpoint_class(name:str, # the 'class' its config.json records, e
     if not callable(loader): raise ValueError(f'the loader of {name!r} must be callable, got {type(loader).__name__}.')
     CHECKPOINT_CLASSES[str(name)] = loader
 
-def pretrained_dir(name:str, # 'mixste', 'diffhpe-2d' or 'diffhpe-wrapper'
+def pretrained_dir(name:str, # a name in `PRETRAINED`
                   )->Path:
     "The folder of a demo model shipped with the package (trained on the CMU-17 benchmark)."
     if name not in PRETRAINED: raise ValueError(f'unknown pretrained model {name!r}: choose one of {PRETRAINED}.')

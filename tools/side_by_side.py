@@ -2,11 +2,15 @@
 
     python tools/side_by_side.py --runs RUNS --out diffhpe/assets/results/side-by-side.json [--every 4]
 
-RUNS holds the trained run folders mixste, diffhpe-2d, diffhpe-wrapper, diffpose (from `diffhpe train`). The DiffPose
+RUNS holds the trained run folders mixste, diffhpe-2d, diffhpe-wrapper, diffpose (from `diffhpe train`), and
+diffhpe-2d-wild, the default lift model (checkpoint folders work too: `--runs diffhpe/assets/models` scores the shipped
+models). The DiffPose
 video model (the frame model's denoiser refining the MixSTE's poses) and the keypoint-only mixture mode (the frame
 model's networks, mixtures fitted on the training split) are made here from those runs and saved beside them.
 Every model is scored by `run_evaluation` on the same test sequences, for exact (gt) and detected 2D, and on the
-viewpoint-shifted split `test-views` (gt). One torch thread; seconds per 1,000 frames are the wall clock of each run.
+viewpoint-shifted split `test-views` and on `test-bodies` (the same through virtual cameras, each segment on another
+body), both with gt 2D. One torch thread; seconds per 1,000 frames are the wall clock of each run.
+`--merge RECORD` keeps the rows of an earlier record that this run does not score (the same split, 2D and model replaced).
 """
 import argparse, json, time
 from dataclasses import replace
@@ -90,6 +94,14 @@ def score(model, label, kp, split, sp, every, H, seed=0):
     return row
 
 
+def recipe_of(run)->dict:
+    "How a run or checkpoint folder was trained, from its recipe.json: augmentation, occlusion, budget (empty when there is none)."
+    f = None if not isinstance(run, Path) else next((g for g in (run/'recipe.json', run.parent/'recipe.json') if g.is_file()), None)
+    if f is None: return {}
+    r = json.loads(f.read_text())
+    return {'trained': {k: r.get(k) for k in ('augment', 'occlusion', 'max_minutes', 'model_args')}}
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument('--runs', default='/work/runs')
@@ -99,16 +111,20 @@ def main():
     p.add_argument('--gmm-steps', type=int, default=1500)
     p.add_argument('--only', nargs='*', default=None, help='labels to score (default: all)')
     p.add_argument('--keypoints', nargs='*', default=['gt', 'detected'], help='2D sources to score (default: both)')
+    p.add_argument('--splits', nargs='*', default=['test', 'test-views', 'test-bodies'], help='splits to score (the last two with gt 2D only)')
+    p.add_argument('--merge', default=None, help='an earlier record whose rows this run does not replace are kept')
     a = p.parse_args()
     torch.set_num_threads(1)
     runs = Path(a.runs)
     world = load_cmu_world()
     splits = {kp: benchmark_splits(kp, path=world) for kp in ('gt', 'detected')}
-    views = dict(splits['gt'], **{'test-views': load_benchmark('test-views', 'gt', path=world)})  # filmed once, scored by every model
+    views = dict(splits['gt'], **{s: load_benchmark(s, 'gt', path=world) for s in ('test-views', 'test-bodies') if s in a.splits})  # filmed once, scored by every model
+    every = {'test': a.every, 'test-views': a.every_views, 'test-bodies': a.every_views}
     want = lambda label: not a.only or label in a.only
     mix = load_model(runs/'mixste')
-    models = {'linear': None, 'MixSTE': mix, 'DiffHPE-2D': runs/'diffhpe-2d', 'DiffHPE-Wrapper': runs/'diffhpe-wrapper',
-              'DiffPose frame (released)': runs/'diffpose', 'DiffPose video (released)': runs/'diffpose-video'}
+    models = {'linear': None, 'MixSTE': runs/'mixste', 'DiffHPE-2D': runs/'diffhpe-2d', 'DiffHPE-Wrapper': runs/'diffhpe-wrapper',
+              'DiffPose frame (released)': runs/'diffpose', 'DiffPose video (released)': runs/'diffpose-video',
+              'DiffHPE-2D (wild, lift default)': runs/'diffhpe-2d-wild'}
     gmm = 'DiffPose keypoint-GMM (keypoint-only variant)'
     if any('DiffPose' in k and want(k) for k in list(models) + [gmm]):
         frame = load_model(runs/'diffpose')
@@ -131,15 +147,22 @@ def main():
             else:
                 m = models[label]
                 m = FramewiseLifter(LinearLifter().fit(sp['train'])) if m is None else load_model(m) if isinstance(m, Path) else m
-            rows.append(score(m, label, kp, 'test', sp, a.every, 5))
-            if kp == 'gt': rows.append(score(m, label, kp, 'test-views', views, a.every_views, 5))
+            for split in a.splits:
+                if split == 'test' or kp == 'gt': rows.append(dict(score(m, label, kp, split, sp if split == 'test' else views, every[split], 5), **recipe_of(models.get(label))))
+    old = json.loads(Path(a.merge).read_text()) if a.merge else {'rows': []}
+    key = lambda r: (r['split'], r['keypoints'], r['model'])
+    new = {key(r) for r in rows}
+    rows = [r for r in old['rows'] if key(r) not in new] + rows
     out = dict(description=f'Every method on the embedded benchmark, one protocol (run_evaluation, cover mode: every frame of the scored sequences once, '
-                           f'windows of 27 frames), every {a.every}th test sequence (test-views: every {a.every_views}th, four virtual cameras each); '
+                           f'windows of 27 frames), every {a.every}th test sequence (test-views and test-bodies: every {a.every_views}th, four virtual cameras each); '
                            'diffusion models with their own sampler settings (DiffHPE: DDIM-5 eta=1, H=5; DiffPose released: its 2 DDIM steps, '
                            'H=1 since its hypotheses are identical copies; keypoint-GMM: H=5 mixture draws), mean of the hypotheses; seed 0; '
                            '1 torch thread on a shared 2-core CPU.',
-               command='python tools/side_by_side.py ' + ' '.join(f'--{k.replace("_", "-")} {v}' for k, v in vars(a).items() if v is not None and k not in ('only', 'keypoints')),
+               command='python tools/side_by_side.py ' + ' '.join(f'--{k.replace("_", "-")} ' + (' '.join(repr(x) for x in v) if isinstance(v, list) else str(v))
+                                                    for k, v in vars(a).items() if v is not None),
                date=time.strftime('%Y-%m-%d'), seconds=round(time.time() - t0), rows=rows)
+    if a.merge:  # the record keeps what it was merged from: the earlier runs' commands and dates
+        out = dict({k: v for k, v in old.items() if k not in out}, **out, merged_from=old.get('merged_from', []) + [f"{old.get('command')} ({old.get('date')})"])
     Path(a.out).write_text(json.dumps(out, indent=1))
     print('wrote', a.out)
 

@@ -3,7 +3,7 @@
     python tools/wild_model.py --models RUN_OR_NAME ... --out diffhpe/assets/results/wild.json [--every 16]
 
 For every model (a run folder, a checkpoint folder or a pretrained name):
-1. the same test clips (every k-th sequence of `test` and of `test-views`, exact 2D in pixels) lifted by `lift` twice:
+1. the same test clips (every k-th sequence of `test`, `test-views` and `test-bodies`, exact 2D in pixels) lifted by `lift` twice:
    given as Human3.6M-17 keypoints, and given as COCO-17 keypoints (`h36m_to_coco`), from which `lift` derives the
    Hip, Spine, Thorax and Head as it does for a detector's output; MPJPE of each against the truth;
 2. `run_evaluation` on detected 2D (SYNTHETIC detector noise), with no occlusion and under each test pattern of
@@ -49,7 +49,8 @@ def main():
     torch.set_num_threads(1)
     world = load_cmu_world()
     det = benchmark_splits('detected', path=world)
-    clips = {'test': benchmark_splits('gt', path=world)['test'][::a.every], 'test-views': load_benchmark('test-views', 'gt', path=world)[::a.every]}
+    clips = {'test': benchmark_splits('gt', path=world)['test'][::a.every],
+             **{s: load_benchmark(s, 'gt', path=world)[::a.every] for s in ('test-views', 'test-bodies')}}
     rows, t0 = [], time.time()
     for name, label in zip(a.models, a.labels or a.models):
         model = load_model(name)
