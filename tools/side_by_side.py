@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from diffhpe.baselines import LinearLifter
-from diffhpe.benchmark import benchmark_splits, load_benchmark
+from diffhpe.benchmark import VIEW_SPLITS, benchmark_splits, load_benchmark
 from diffhpe.cmu import load_cmu_world
 from diffhpe.diffpose import DiffPose, detector_errors, cross_fitted_depth_residuals, save_diffpose
 from diffhpe.lifting import FramewiseLifter
@@ -111,17 +111,16 @@ def main():
     p.add_argument('--gmm-steps', type=int, default=1500)
     p.add_argument('--only', nargs='*', default=None, help='labels to score (default: all)')
     p.add_argument('--keypoints', nargs='*', default=['gt', 'detected'], help='2D sources to score (default: both)')
-    p.add_argument('--splits', nargs='*', default=['test', 'test-views', 'test-bodies'], help='splits to score (the last two with gt 2D only)')
+    p.add_argument('--splits', nargs='*', default=['test', 'test-views', 'test-bodies'], help='splits to score: test, and the virtual-camera splits of VIEW_SPLITS (gt 2D only)')
     p.add_argument('--merge', default=None, help='an earlier record whose rows this run does not replace are kept')
     a = p.parse_args()
     torch.set_num_threads(1)
     runs = Path(a.runs)
     world = load_cmu_world()
     splits = {kp: benchmark_splits(kp, path=world) for kp in ('gt', 'detected')}
-    views = dict(splits['gt'], **{s: load_benchmark(s, 'gt', path=world) for s in ('test-views', 'test-bodies') if s in a.splits})  # filmed once, scored by every model
-    every = {'test': a.every, 'test-views': a.every_views, 'test-bodies': a.every_views}
+    views = dict(splits['gt'], **{s: load_benchmark(s, 'gt', path=world) for s in VIEW_SPLITS if s in a.splits})  # filmed once, scored by every model
+    every = {'test': a.every, **{s: a.every_views for s in VIEW_SPLITS}}
     want = lambda label: not a.only or label in a.only
-    mix = load_model(runs/'mixste')
     models = {'linear': None, 'MixSTE': runs/'mixste', 'DiffHPE-2D': runs/'diffhpe-2d', 'DiffHPE-Wrapper': runs/'diffhpe-wrapper',
               'DiffPose frame (released)': runs/'diffpose', 'DiffPose video (released)': runs/'diffpose-video',
               'DiffHPE-2D (wild, lift default)': runs/'diffhpe-2d-wild'}
@@ -129,7 +128,7 @@ def main():
     if any('DiffPose' in k and want(k) for k in list(models) + [gmm]):
         frame = load_model(runs/'diffpose')
         if not (runs/'diffpose-video'/'config.json').is_file():
-            save_diffpose(frame.with_mixste(mix).eval(), runs/'diffpose-video', extra={'made_from': {'denoiser': str(runs/'diffpose'), 'mixste': str(runs/'mixste')}})
+            save_diffpose(frame.with_mixste(load_model(runs/'mixste')).eval(), runs/'diffpose-video', extra={'made_from': {'denoiser': str(runs/'diffpose'), 'mixste': str(runs/'mixste')}})
     rows, t0 = [], time.time()
     for kp, sp in splits.items():
         if kp not in a.keypoints: continue

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from diffhpe.benchmark import benchmark_splits, load_benchmark
+from diffhpe.benchmark import VIEW_SPLITS, benchmark_splits, load_benchmark
 from diffhpe.cmu import load_cmu_world
 from diffhpe.lifting import lift
 from diffhpe.metrics import mpjpe
@@ -50,7 +50,7 @@ def main():
     world = load_cmu_world()
     det = benchmark_splits('detected', path=world)
     clips = {'test': benchmark_splits('gt', path=world)['test'][::a.every],
-             **{s: load_benchmark(s, 'gt', path=world)[::a.every] for s in ('test-views', 'test-bodies')}}
+             **{s: load_benchmark(s, 'gt', path=world)[::a.every] for s in VIEW_SPLITS}}
     rows, t0 = [], time.time()
     for name, label in zip(a.models, a.labels or a.models):
         model = load_model(name)
