@@ -31,7 +31,7 @@ from .graph import n_params
 from .models import DiffHPE2D, DiffHPEConfig, sampling_for
 from .mixste import MixSTE
 from .diffpose import DiffPose, diffpose_config
-from .wrapper import DiffHPEWrapper, MIXSTE_REFERENCE, PRETRAINED, wrapper_config, pretrained_dir, load_model
+from .wrapper import DiffHPEWrapper, MIXSTE_REFERENCE, wrapper_config, model_dir, load_model
 from .training import resolve_device
 from .recipes import run_evaluation, load_splits
 
@@ -456,9 +456,9 @@ def bench_accuracy(checkpoints:dict=None, # {label: checkpoint/run folder, pretr
     for label, path in checkpoints.items():
         if isinstance(path, torch.nn.Module): model = path
         else:
-            folder = _checkpoint_dir(pretrained_dir(path) if isinstance(path, str) and path in PRETRAINED else path)
+            folder = _checkpoint_dir(model_dir(path))
             if folder is None:
-                say(f'{label}: skipped, no checkpoint at {pretrained_dir(path) if isinstance(path, str) and path in PRETRAINED else path} '
+                say(f'{label}: skipped, no checkpoint at {model_dir(path)} '
                     '(train one with `diffhpe train`, or pass its folder)')
                 continue
             model = load_model(folder)

@@ -36,7 +36,7 @@ from .skeleton import H36M_JOINT_NAMES
 from .models import SAMPLERS, DEFAULT_SAMPLING, sampling_for
 from .diffpose import own_sampling_help
 from .evaluation import lift_batch
-from .wrapper import load_model, pretrained_dir
+from .wrapper import PRETRAINED, load_model, pretrained_dir
 from .training import resolve_device, check_seed
 from .windows import (COCO_KEYPOINT_NAMES, COCO_TO_H36M_COPIED, COCO_TO_H36M_SOURCES, HEAD_EXTENSION, KEYPOINT_FORMATS,
                              coco_to_h36m, h36m_to_coco)
@@ -355,8 +355,7 @@ def blend_windows(values, # (W, L, ...) one value per window position
     return acc / total.reshape((n_frames,) + (1,) * (v.ndim - 2))
 
 # %% ../nbs/35_lifting.ipynb #c18aaf4b
-DEMO_MODELS = {'demo': 'diffhpe-2d-wild', 'demo-wrapper': 'diffhpe-wrapper', 'demo-2d': 'diffhpe-2d', 'demo-mixste': 'mixste', 'demo-diffpose': 'diffpose',
-               'demo-diffpose-video': 'diffpose-video'}  # name -> folder in diffhpe/assets/models; 'demo': the model trained for the wild
+DEMO_MODELS = {name: folder for folder, name in sorted(PRETRAINED.items(), key=lambda fn: fn[1] != 'demo')}  # short name -> folder, read from the one table `wrapper.PRETRAINED`; 'demo' first
 
 def demo_model_path(name:str='demo', # a name in `DEMO_MODELS`: 'demo' (DiffHPE-2D for the wild), 'demo-wrapper', 'demo-2d', 'demo-mixste', ...
                    )->Path:
@@ -382,8 +381,7 @@ def resolve_model(model, # a model object, a checkpoint folder, or a name in `DE
                  ):
     "The model object that `model` names, loaded if needed, ready to lift windows."
     if isinstance(model, (str, Path)):
-        folders = {v: k for k, v in DEMO_MODELS.items()}  # 'diffhpe-2d-wild' -> 'demo', ...
-        if str(model) in DEMO_MODELS or str(model) in folders: path = demo_model_path(folders.get(str(model), str(model)))
+        if str(model) in DEMO_MODELS or str(model) in PRETRAINED: path = demo_model_path(PRETRAINED.get(str(model), str(model)))  # 'diffhpe-2d-wild' -> 'demo', ...
         else:
             path = Path(model).expanduser()
             if not path.is_dir(): raise FileNotFoundError(f'model {str(model)!r} is neither a checkpoint folder nor a demo name {list(DEMO_MODELS)}.')

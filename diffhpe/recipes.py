@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['PRESETS', 'METHODS', 'DATASETS', 'EVAL_SPLITS', 'Method', 'register_method', 'method', 'recipe_train_config',
-           'build_model', 'load_splits', 'mpjpe_probe', 'init_weights', 'run_training', 'run_evaluation']
+           'build_model', 'load_splits', 'mpjpe_probe', 'init_weights', 'read_recipe', 'run_training', 'run_evaluation']
 
 # %% ../nbs/21_recipes.ipynb #027eaacf
 import json
@@ -24,7 +24,7 @@ from .data import split_h36m
 from .windows import TrainWindows, EvalWindows, Augment
 from .models import DiffHPE2D, DiffHPEConfig, DEFAULT_SAMPLING, sampling_for
 from .mixste import MixSTE
-from .wrapper import DiffHPEWrapper, MIXSTE_REFERENCE, load_model
+from .wrapper import DiffHPEWrapper, MIXSTE_REFERENCE, load_model, model_dir, pretrained_dir
 from .diffpose import DiffPose, diffpose_config
 from .evaluation import evaluate
 from .training import train, train_preset, TrainConfig, dist_info, seed_everything, run_folder, check_seed
@@ -175,6 +175,19 @@ def init_weights(net:torch.nn.Module, # the model about to be trained (from `bui
     net.load_state_dict(state, strict=False)
     return net
 
+# %% ../nbs/21_recipes.ipynb #2989b730
+def read_recipe(path, # a run folder, one of its checkpoints (best/, last/, snapshots/<time>/), a shipped model's folder or a name in `PRETRAINED`
+               )->dict: # the arguments of the `run_training` call (a JSON object); {} where the folder has no recipe
+    "How a model was trained (method, data, augmentation, occlusion, budget): the recipe.json `run_training` wrote for its run."
+    p = model_dir(path)
+    run = p.parent.parent if p.parent.name == 'snapshots' else p.parent if p.name in ('best', 'last') else p
+    f = next((q/'recipe.json' for q in (p, run) if (q/'recipe.json').is_file()), None)
+    if f is None: return {}
+    try: r = json.loads(f.read_text())
+    except (ValueError, RecursionError) as e: raise ValueError(f'{f} is not valid JSON ({type(e).__name__}): restore it, or start a new run in another folder.') from None
+    if not isinstance(r, dict): raise ValueError(f'{f} must hold a JSON object (the arguments of `run_training`), got {type(r).__name__}: restore it, or start a new run in another folder.')
+    return r
+
 # %% ../nbs/21_recipes.ipynb #5ed519de
 def run_training(model:str, # a name in `METHODS`
                  out_dir, # the run folder
@@ -204,9 +217,8 @@ def run_training(model:str, # a name in `METHODS`
     with run_folder(out, resume) as note:  # the trainer's own check of the folder, and its lock, before any work (train, inside, checks no more)
         if note and log is not None: log(note)
         if resume and (out/'recipe.json').is_file():
-            try: saved = json.loads((out/'recipe.json').read_text())
-            except (ValueError, RecursionError) as e: raise ValueError(f'{out/"recipe.json"} is not valid JSON ({type(e).__name__}): restore it, or start a new run in another out_dir.') from None
-            if not isinstance(saved, dict) or {k: v for k, v in saved.items() if k != 'max_minutes'} != recipe:
+            saved = read_recipe(out)
+            if {k: v for k, v in saved.items() if k != 'max_minutes'} != recipe:
                 raise ValueError(f'{out} was started with other settings ({saved}); resume with the same ones, or choose another out_dir.')
         cfg = recipe_train_config(model, preset, **({'max_minutes': max_minutes} if max_minutes is not None else {}), **(train_args or {}))
         seed_everything(cfg.seed)  # the initial weights too: the same recipe gives the same model

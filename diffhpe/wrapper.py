@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['MIXSTE_REFERENCE', 'REFERENCE_WRAPPER_CONFIG', 'PRETRAINED', 'CHECKPOINT_CLASSES', 'wrapper_config', 'DiffHPEWrapper',
-           'load_reference_wrapper', 'register_checkpoint_class', 'pretrained_dir', 'load_model']
+           'load_reference_wrapper', 'register_checkpoint_class', 'pretrained_dir', 'model_dir', 'load_model']
 
 # %% ../nbs/14_wrapper.ipynb #f00ee4c7
 import json
@@ -121,7 +121,8 @@ def load_reference_wrapper(path, # a reference Wrapper `model.pth`, or its state
     return model.eval()
 
 # %% ../nbs/14_wrapper.ipynb #da1170a0
-PRETRAINED = ('mixste', 'diffhpe-2d', 'diffhpe-wrapper', 'diffpose', 'diffpose-video', 'diffhpe-2d-wild')  # the last: `lift`'s default, trained for the wild
+PRETRAINED = {'mixste': 'demo-mixste', 'diffhpe-2d': 'demo-2d', 'diffhpe-wrapper': 'demo-wrapper', 'diffpose': 'demo-diffpose',
+              'diffpose-video': 'demo-diffpose-video', 'diffhpe-2d-wild': 'demo'}  # the one table of shipped models: folder in assets/models -> its short name in `lift` ('demo': `lift`'s default, trained for the wild)
 CHECKPOINT_CLASSES = {}  # config.json 'class' -> loader(folder, map_location) of a model defined in a later chapter
 
 def register_checkpoint_class(name:str, # the 'class' its config.json records, e.g. 'DiffPose'
@@ -134,8 +135,13 @@ def register_checkpoint_class(name:str, # the 'class' its config.json records, e
 def pretrained_dir(name:str, # a name in `PRETRAINED`
                   )->Path:
     "The folder of a demo model shipped with the package (trained on the CMU-17 benchmark)."
-    if name not in PRETRAINED: raise ValueError(f'unknown pretrained model {name!r}: choose one of {PRETRAINED}.')
+    if name not in PRETRAINED: raise ValueError(f'unknown pretrained model {name!r}: choose one of {list(PRETRAINED)}.')
     return Path(__file__).parent/'assets'/'models'/name
+
+def model_dir(path, # a folder, or a name in `PRETRAINED`
+             )->Path:
+    "The folder that `path` names: a shipped model's for a name in `PRETRAINED`, else `path` itself."
+    return pretrained_dir(path) if isinstance(path, str) and path in PRETRAINED else Path(path)
 
 def _load_mixste(p:Path, device:torch.device)->MixSTE:
     "The MixSTE of checkpoint folder `p`, verified, its configuration checked against the shapes of its weights."
@@ -156,9 +162,9 @@ def load_model(path, # a checkpoint folder, a training run folder (its `best` is
                map_location='cpu', # device of the loaded model
               )->torch.nn.Module: # MixSTE, DiffHPE2D or DiffHPEWrapper, in evaluation mode
     "The model saved in `path`, whichever of the three kinds it is, verified against its stored hashes."
-    if not isinstance(path, (str, os.PathLike)): raise ValueError(f'path must be a folder or one of {PRETRAINED}, got {type(path).__name__}.')
+    if not isinstance(path, (str, os.PathLike)): raise ValueError(f'path must be a folder or one of {list(PRETRAINED)}, got {type(path).__name__}.')
     device = check_device(map_location)
-    p = pretrained_dir(path) if isinstance(path, str) and path in PRETRAINED else Path(path)
+    p = model_dir(path)
     if not (p/'config.json').is_file() and (p/'best'/'config.json').is_file(): p = p/'best'
     f = p/'config.json'
     if not f.is_file():

@@ -14,6 +14,7 @@ from diffhpe.baselines import LinearLifter
 from diffhpe.benchmark import benchmark_splits, load_benchmark
 from diffhpe.cmu import load_cmu_world
 from diffhpe.lifting import FramewiseLifter
+from diffhpe.recipes import read_recipe
 from diffhpe.wrapper import load_model
 from side_by_side import score
 
@@ -31,7 +32,7 @@ def main():
     rows, t0 = [], time.time()
     models = [('linear', None)] + [tuple(r.split('=', 1)) for r in a.runs]
     for label, run in models:
-        recipe = {} if run is None else json.loads((Path(run)/'recipe.json').read_text())
+        recipe = {} if run is None else read_recipe(run)
         for kp, split, sp in (('gt', 'test', splits['gt']), ('gt', 'test-views', views), ('detected', 'test', splits['detected'])):
             m = FramewiseLifter(LinearLifter().fit(sp['train'])) if run is None else load_model(run)
             rows.append(dict(score(m, label, kp, split, sp, a.every, 5), augment=recipe.get('augment'), max_minutes=recipe.get('max_minutes')))

@@ -25,7 +25,7 @@ from diffhpe.cmu import load_cmu_world
 from diffhpe.diffpose import DiffPose, detector_errors, cross_fitted_depth_residuals, save_diffpose
 from diffhpe.lifting import FramewiseLifter
 from diffhpe.models import sampling_for
-from diffhpe.recipes import run_evaluation
+from diffhpe.recipes import read_recipe, run_evaluation
 from diffhpe.wrapper import load_model
 from occlusion_shipped import hypotheses_for  # H where hypotheses can differ (1 for MixSTE and released DiffPose)
 
@@ -95,11 +95,9 @@ def score(model, label, kp, split, sp, every, H, seed=0):
 
 
 def recipe_of(run)->dict:
-    "How a run or checkpoint folder was trained, from its recipe.json: augmentation, occlusion, budget (empty when there is none)."
-    f = None if not isinstance(run, Path) else next((g for g in (run/'recipe.json', run.parent/'recipe.json') if g.is_file()), None)
-    if f is None: return {}
-    r = json.loads(f.read_text())
-    return {'trained': {k: r.get(k) for k in ('augment', 'occlusion', 'max_minutes', 'model_args')}}
+    "How a run or checkpoint folder was trained (`read_recipe`): augmentation, occlusion, budget (empty when there is none)."
+    r = read_recipe(run) if isinstance(run, Path) else {}
+    return {'trained': {k: r.get(k) for k in ('augment', 'occlusion', 'max_minutes', 'model_args')}} if r else {}
 
 
 def main():
