@@ -11,6 +11,7 @@ Every model is scored by `run_evaluation` on the same test sequences, for exact 
 viewpoint-shifted split `test-views` and on `test-bodies` (the same through virtual cameras, each segment on another
 body), both with gt 2D. One torch thread; seconds per 1,000 frames are the wall clock of each run.
 `--merge RECORD` keeps the rows of an earlier record that this run does not score (the same split, 2D and model replaced).
+`--extra LABEL=FOLDER` scores a candidate beside them (e.g. a run not shipped), its recipe recorded with its rows.
 """
 import argparse, json, time
 from dataclasses import replace
@@ -111,6 +112,7 @@ def main():
     p.add_argument('--keypoints', nargs='*', default=['gt', 'detected'], help='2D sources to score (default: both)')
     p.add_argument('--splits', nargs='*', default=['test', 'test-views', 'test-bodies'], help='splits to score: test, and the virtual-camera splits of VIEW_SPLITS (gt 2D only)')
     p.add_argument('--merge', default=None, help='an earlier record whose rows this run does not replace are kept')
+    p.add_argument('--extra', nargs='*', default=[], metavar='LABEL=FOLDER', help='more models to score beside the shipped ones: a label and a run or checkpoint folder each')
     a = p.parse_args()
     torch.set_num_threads(1)
     runs = Path(a.runs)
@@ -122,6 +124,10 @@ def main():
     models = {'linear': None, 'MixSTE': runs/'mixste', 'DiffHPE-2D': runs/'diffhpe-2d', 'DiffHPE-Wrapper': runs/'diffhpe-wrapper',
               'DiffPose frame (released)': runs/'diffpose', 'DiffPose video (released)': runs/'diffpose-video',
               'DiffHPE-2D (wild, lift default)': runs/'diffhpe-2d-wild'}
+    for e in a.extra:
+        label, sep, folder = e.partition('=')
+        if not sep or not label or label in models: p.error(f'--extra wants LABEL=FOLDER with a new label, got {e!r}')
+        models[label] = Path(folder)
     gmm = 'DiffPose keypoint-GMM (keypoint-only variant)'
     if any('DiffPose' in k and want(k) for k in list(models) + [gmm]):
         frame = load_model(runs/'diffpose')
