@@ -24,7 +24,7 @@ from .data import split_h36m
 from .windows import TrainWindows, EvalWindows, Augment
 from .models import DiffHPE2D, DiffHPEConfig, DEFAULT_SAMPLING, sampling_for
 from .mixste import MixSTE
-from .wrapper import DiffHPEWrapper, MIXSTE_REFERENCE, load_model, model_dir, pretrained_dir
+from .wrapper import DiffHPEWrapper, MIXSTE_REFERENCE, load_model, model_dir
 from .diffpose import DiffPose, diffpose_config
 from .evaluation import evaluate
 from .training import train, train_preset, TrainConfig, dist_info, seed_everything, run_folder, check_seed

@@ -7,33 +7,22 @@ and keep the outputs they have, unless `--force` names their flag; `nbdev_export
 are off (TQDM_DISABLE=1). The first failing cell stops the notebook and leaves its file untouched. Afterwards run
 `nbdev_clean` (execution counts) and `python tools/build_docs.py`.
 """
-import argparse, configparser, os, re, sys, time
+import argparse, os, sys, time
 from pathlib import Path
 
 os.environ.setdefault('TQDM_DISABLE', '1')  # no progress bars in the stored outputs (read when tqdm is imported)
 
 from execnb.nbio import read_nb, write_nb
 from execnb.shell import CaptureShell
+from nbdev.config import get_config
+from nbdev.process import extract_directives  # nbdev's own reading of `#|` lines, as its test runner does
 
 ROOT = Path(__file__).resolve().parents[1]
-DIRECTIVE = re.compile(r'^#\|\s*([\w-]+)\s*:?\s*(.*)$')
-
-
-def directives(source:str)->dict:
-    "The `#| name [value]` lines at the top of a cell: {name: value}."
-    out = {}
-    for line in source.splitlines():
-        m = DIRECTIVE.match(line.strip())
-        if not m: break
-        out[m[1]] = m[2].strip()
-    return out
-
-
 def skipped(cell, flags:set)->bool:
     "Whether `cell` is left as it is: markdown, the export call, `eval: false`, or a flag in `flags`."
     if cell.cell_type != 'code' or 'nbdev_export' + '(' in cell.source: return True
-    d = directives(cell.source)
-    return d.get('eval', '').lower() == 'false' or bool(flags & d.keys())
+    d = extract_directives(cell, remove=False)
+    return d.get('eval:', [''])[0].lower() == 'false' or bool(flags & d.keys())
 
 
 def run_notebook(path:Path, flags:set)->float:
@@ -56,8 +45,7 @@ def main():
     p.add_argument('notebooks', nargs='+', type=Path)
     p.add_argument('--force', nargs='*', default=[], help='test flags whose cells run too, e.g. slow')
     a = p.parse_args()
-    cfg = configparser.ConfigParser(); cfg.read(ROOT/'settings.ini')
-    flags = set(cfg['DEFAULT'].get('tst_flags', '').split()) - set(a.force)
+    flags = set(get_config(path=ROOT).tst_flags.split()) - set(a.force)
     sys.path.insert(0, str(ROOT))
     for nb in a.notebooks:
         print(f'{nb}: {run_notebook(nb.resolve(), flags):.0f} s', flush=True)
