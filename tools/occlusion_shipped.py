@@ -1,6 +1,6 @@
 """The shipped models under the test occlusion patterns (the first row of the paper's robustness study), into one JSON.
 
-    python tools/occlusion_shipped.py --out diffhpe/assets/results/occlusion.json [--every 16]
+    python tools/occlusion_shipped.py --out diffhpe/assets/results/occlusion.json [--every 16] [--models NAME ... --merge RECORD [--keep-replaced-as TEXT]]
 
 Every model of `diffhpe.wrapper.PRETRAINED` that is installed is scored by `run_evaluation` on the same test
 sequences, with no occlusion and under each pattern of `diffhpe.windows.ALL_PATTERNS` (seeded: the same hidden
@@ -25,12 +25,33 @@ def hypotheses_for(model, H:int)->int:
     return H
 
 
+def merge_record(old:dict, out:dict, key, keep_as:str=None)->dict:
+    "`out` with its rows merged into the earlier record `old`: a row of `old` with the key of a new row is replaced in its place (or kept too, as 'MODEL (keep_as)'), the others kept, new keys appended; `merged_from` lists the earlier commands."
+    new = {key(r): r for r in out['rows']}
+    replaced = [r for r in old.get('rows', []) if key(r) in new]
+    rows = [new.pop(key(r), r) for r in old.get('rows', [])]
+    rows += [r for r in out['rows'] if key(r) in new]
+    notes = old.get('relabelled', [])
+    if keep_as and replaced:  # the replaced rows stay, under their model's name with `keep_as` added
+        kept_rows = [dict(r, model=f"{r['model']} ({keep_as})") for r in replaced]
+        taken = {key(r) for r in rows} & {key(r) for r in kept_rows}
+        if taken: raise ValueError(f'the record already has rows of {sorted({k for k in taken})}: choose another --keep-replaced-as than {keep_as!r}')
+        rows += kept_rows
+        notes = notes + [f"{out.get('date')}: the rows this run replaced ({', '.join(sorted({r['model'] for r in replaced}))}, "
+                         f"from the record of {old.get('date')}) kept with ' ({keep_as})' added to the model's name"]
+    kept = {k: v for k, v in old.items() if k not in out}
+    return dict(kept, **{**out, 'rows': rows, 'merged_from': old.get('merged_from', []) + [f"{old.get('command')} ({old.get('date')})"]},
+                **({'relabelled': notes} if notes else {}))
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument('--out', required=True)
     p.add_argument('--every', type=int, default=16)
     p.add_argument('--hypotheses', type=int, default=5)
     p.add_argument('--models', nargs='*', default=None)
+    p.add_argument('--merge', default=None, help="an earlier record: its rows of other models are kept, this run's replace theirs")
+    p.add_argument('--keep-replaced-as', default=None, help='with --merge: keep the rows this run replaces, as "MODEL (TEXT)"')
     a = p.parse_args()
     torch.set_num_threads(1)
     splits = load_splits('cmu', 'gt')
@@ -51,8 +72,9 @@ def main():
     out = {'occlusion': {'protocol': f'test subjects, every {a.every}th sequence ({n_seq} sequences, {rows[0]["windows"]} windows), gt 2D; each model with its own '
                                      f'sampler settings, H={a.hypotheses} for the stochastic models (1 for MixSTE and DiffPose\'s released mode), mean; '
                                      'the shipped models, trained without occlusion; occlusions seeded (seed 0), the same for every model',
-                         'command': f'python tools/occlusion_shipped.py --every {a.every} --hypotheses {a.hypotheses}',
+                         'command': f'python tools/occlusion_shipped.py --every {a.every} --hypotheses {a.hypotheses}' + (f' --models {" ".join(a.models)}' if a.models else ''),
                          'date': time.strftime('%Y-%m-%d'), 'rows': rows}}
+    if a.merge: out['occlusion'] = merge_record(json.loads(Path(a.merge).read_text())['occlusion'], out['occlusion'], lambda r: (r['model'], r['test occlusion']), a.keep_replaced_as)
     Path(a.out).write_text(json.dumps(out, indent=1))
     print('wrote', a.out)
 

@@ -10,7 +10,9 @@ model's networks, mixtures fitted on the training split) are made here from thos
 Every model is scored by `run_evaluation` on the same test sequences, for exact (gt) and detected 2D, and on the
 viewpoint-shifted split `test-views` and on `test-bodies` (the same through virtual cameras, each segment on another
 body), both with gt 2D. One torch thread; seconds per 1,000 frames are the wall clock of each run.
-`--merge RECORD` keeps the rows of an earlier record that this run does not score (the same split, 2D and model replaced).
+`--merge RECORD` keeps the rows of an earlier record that this run does not score (the same split, 2D and model replaced);
+the rows are written in table order (split, 2D source, model); `--keep-replaced-as TEXT` keeps the replaced rows as
+"MODEL (TEXT)" (e.g. a model's rows before it was retrained).
 `--extra LABEL=FOLDER` scores a candidate beside them (e.g. a run not shipped), its recipe recorded with its rows.
 """
 import argparse, json, time
@@ -28,7 +30,7 @@ from diffhpe.lifting import FramewiseLifter
 from diffhpe.models import sampling_for
 from diffhpe.recipes import read_recipe, run_evaluation
 from diffhpe.wrapper import load_model
-from occlusion_shipped import hypotheses_for  # H where hypotheses can differ (1 for MixSTE and released DiffPose)
+from occlusion_shipped import hypotheses_for, merge_record  # H where hypotheses can differ (1 for MixSTE and released DiffPose)
 
 
 def fold_sequences(seqs, n_folds):
@@ -101,6 +103,12 @@ def recipe_of(run)->dict:
     return {'trained': {k: r.get(k) for k in ('augment', 'occlusion', 'max_minutes', 'model_args')}} if r else {}
 
 
+def in_table_order(rows, labels)->list:
+    "Rows sorted as the tables read: by split, then 2D source (gt first), then model in the order of `labels` (others after, as they came)."
+    rank = lambda xs, x: xs.index(x) if x in xs else len(xs)
+    return sorted(rows, key=lambda r: (rank(['test', *VIEW_SPLITS], r['split']), rank(['gt', 'detected'], r['keypoints']), rank(labels, r['model'])))
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument('--runs', default='/work/runs')
@@ -112,6 +120,7 @@ def main():
     p.add_argument('--keypoints', nargs='*', default=['gt', 'detected'], help='2D sources to score (default: both)')
     p.add_argument('--splits', nargs='*', default=['test', 'test-views', 'test-bodies'], help='splits to score: test, and the virtual-camera splits of VIEW_SPLITS (gt 2D only)')
     p.add_argument('--merge', default=None, help='an earlier record whose rows this run does not replace are kept')
+    p.add_argument('--keep-replaced-as', default=None, help='with --merge: keep the rows this run replaces, as "MODEL (TEXT)"')
     p.add_argument('--extra', nargs='*', default=[], metavar='LABEL=FOLDER', help='more models to score beside the shipped ones: a label and a run or checkpoint folder each')
     a = p.parse_args()
     torch.set_num_threads(1)
@@ -152,20 +161,16 @@ def main():
                 m = FramewiseLifter(LinearLifter().fit(sp['train'])) if m is None else load_model(m) if isinstance(m, Path) else m
             for split in a.splits:
                 if split == 'test' or kp == 'gt': rows.append(dict(score(m, label, kp, split, sp if split == 'test' else views, every[split], 5), **recipe_of(models.get(label))))
-    old = json.loads(Path(a.merge).read_text()) if a.merge else {'rows': []}
-    key = lambda r: (r['split'], r['keypoints'], r['model'])
-    new = {key(r) for r in rows}
-    rows = [r for r in old['rows'] if key(r) not in new] + rows
     out = dict(description=f'Every method on the embedded benchmark, one protocol (run_evaluation, cover mode: every frame of the scored sequences once, '
                            f'windows of 27 frames), every {a.every}th test sequence (test-views and test-bodies: every {a.every_views}th, four virtual cameras each); '
                            'diffusion models with their own sampler settings (DiffHPE: DDIM-5 eta=1, H=5; DiffPose released: its 2 DDIM steps, '
                            'H=1 since its hypotheses are identical copies; keypoint-GMM: H=5 mixture draws), mean of the hypotheses; seed 0; '
                            '1 torch thread on a shared 2-core CPU.',
                command='python tools/side_by_side.py ' + ' '.join(f'--{k.replace("_", "-")} ' + (' '.join(repr(x) for x in v) if isinstance(v, list) else str(v))
-                                                    for k, v in vars(a).items() if v is not None),
+                                                    for k, v in vars(a).items() if v not in (None, [])),
                date=time.strftime('%Y-%m-%d'), seconds=round(time.time() - t0), rows=rows)
-    if a.merge:  # the record keeps what it was merged from: the earlier runs' commands and dates
-        out = dict({k: v for k, v in old.items() if k not in out}, **out, merged_from=old.get('merged_from', []) + [f"{old.get('command')} ({old.get('date')})"])
+    if a.merge: out = merge_record(json.loads(Path(a.merge).read_text()), out, lambda r: (r['split'], r['keypoints'], r['model']), a.keep_replaced_as)
+    out['rows'] = in_table_order(out['rows'], list(models) + [gmm])
     Path(a.out).write_text(json.dumps(out, indent=1))
     print('wrote', a.out)
 

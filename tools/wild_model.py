@@ -10,6 +10,8 @@ For every model (a run folder, a checkpoint folder or a pretrained name):
    `diffhpe.windows.ALL_PATTERNS` (seeded: the same hidden keypoints for every model): MPJPE overall, at the hidden
    and at the visible keypoints (`evaluation.occlusion_errors`).
 Each model uses its own sampler settings; H = 5 where the hypotheses can differ. One torch thread.
+`--merge RECORD` keeps an earlier record's rows of the models this run does not score (a model's rows replaced in place;
+`--keep-replaced-as TEXT` keeps the replaced ones as "MODEL (TEXT)").
 """
 import argparse, json, time
 from pathlib import Path
@@ -24,7 +26,7 @@ from diffhpe.metrics import mpjpe
 from diffhpe.recipes import run_evaluation
 from diffhpe.windows import ALL_PATTERNS, h36m_to_coco
 from diffhpe.wrapper import load_model
-from occlusion_shipped import hypotheses_for  # H where hypotheses can differ (1 for MixSTE and released DiffPose)
+from occlusion_shipped import hypotheses_for, merge_record  # H where hypotheses can differ (1 for MixSTE and released DiffPose)
 
 
 def format_errors(model, seqs, H, seed=0)->dict:
@@ -45,6 +47,8 @@ def main():
     p.add_argument('--out', required=True)
     p.add_argument('--every', type=int, default=16)
     p.add_argument('--hypotheses', type=int, default=5)
+    p.add_argument('--merge', default=None, help="an earlier record: its rows of other models are kept, this run's replace theirs")
+    p.add_argument('--keep-replaced-as', default=None, help='with --merge: keep the rows this run replaces, as "MODEL (TEXT)"')
     a = p.parse_args()
     torch.set_num_threads(1)
     world = load_cmu_world()
@@ -71,8 +75,9 @@ def main():
     out = dict(description=f'Lift models as diffhpe.lift uses them, every {a.every}th sequence: COCO-17 vs Human3.6M-17 keypoints of the same clips '
                            f'(lift, overlapping windows), and detected 2D under the test occlusions (run_evaluation, cover mode, seed 0); '
                            f'each model with its own sampler settings, H={a.hypotheses} where hypotheses differ; 1 torch thread on a shared 2-core CPU.',
-               command='python tools/wild_model.py ' + ' '.join(f'--{k} {" ".join(map(str, v)) if isinstance(v, list) else v}' for k, v in vars(a).items() if v is not None and k != 'out'),
+               command='python tools/wild_model.py ' + ' '.join(f'--{k} {" ".join(map(str, v)) if isinstance(v, list) else v}' for k, v in vars(a).items() if v is not None and k not in ('out', 'merge', 'keep_replaced_as')),
                date=time.strftime('%Y-%m-%d'), seconds=round(time.time() - t0), rows=rows)
+    if a.merge: out = merge_record(json.loads(Path(a.merge).read_text()), out, lambda r: (r['model'], r.get('split'), r.get('occlusion')), a.keep_replaced_as)
     Path(a.out).write_text(json.dumps(out, indent=1))
     print('wrote', a.out)
 
