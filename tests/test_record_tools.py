@@ -5,7 +5,8 @@ import pytest
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]/'tools'))
-from occlusion_shipped import merge_record  # noqa: E402
+from argparse import Namespace  # noqa: E402
+from occlusion_shipped import merge_record, merged  # noqa: E402
 from side_by_side import in_table_order  # noqa: E402
 
 
@@ -39,3 +40,13 @@ def test_table_order():
     got = [(r['split'], r['keypoints'], r['model']) for r in in_table_order(rows, ['linear', 'MixSTE'])]
     assert got == [('test', 'gt', 'linear'), ('test', 'gt', 'MixSTE'), ('test', 'gt', 'other'), ('test', 'detected', 'linear'),
                    ('test-views', 'gt', 'linear'), ('test-bodies', 'gt', 'x')]
+
+
+def test_merged_reads_the_earlier_record(tmp_path):
+    f = tmp_path/'old.json'
+    f.write_text('{"occlusion": {"command": "first", "date": "d1", "rows": [{"model": "a", "v": 1}, {"model": "b", "v": 2}]}}')
+    out = {'occlusion': {'command': 'second', 'date': 'd2', 'rows': [{'model': 'b', 'v': 20}]}}
+    key = lambda r: r['model']
+    assert merged(Namespace(merge=None, keep_replaced_as=None), out, key, part='occlusion') is out  # no --merge: nothing read
+    m = merged(Namespace(merge=str(f), keep_replaced_as='previous'), out, key, part='occlusion')['occlusion']
+    assert [(r['model'], r['v']) for r in m['rows']] == [('a', 1), ('b', 20), ('b (previous)', 2)] and m['merged_from'] == ['first (d1)']

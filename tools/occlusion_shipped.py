@@ -44,14 +44,27 @@ def merge_record(old:dict, out:dict, key, keep_as:str=None)->dict:
                 **({'relabelled': notes} if notes else {}))
 
 
+def add_merge_arguments(p:argparse.ArgumentParser):
+    "The record scripts' `--merge` and `--keep-replaced-as` options."
+    p.add_argument('--merge', default=None, help="an earlier record: its rows this run does not score are kept, this run's replace theirs")
+    p.add_argument('--keep-replaced-as', default=None, help='with --merge: keep the rows this run replaces, as "MODEL (TEXT)"')
+
+
+def merged(a, out:dict, key, part:str=None)->dict:
+    "`out` merged into the record named by `--merge` (`merge_record`; `part`: the key under which a record nests its rows), or `out` itself without one."
+    if not a.merge: return out
+    old = json.loads(Path(a.merge).read_text())
+    if part: return dict(out, **{part: merge_record(old[part], out[part], key, a.keep_replaced_as)})
+    return merge_record(old, out, key, a.keep_replaced_as)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument('--out', required=True)
     p.add_argument('--every', type=int, default=16)
     p.add_argument('--hypotheses', type=int, default=5)
     p.add_argument('--models', nargs='*', default=None)
-    p.add_argument('--merge', default=None, help="an earlier record: its rows of other models are kept, this run's replace theirs")
-    p.add_argument('--keep-replaced-as', default=None, help='with --merge: keep the rows this run replaces, as "MODEL (TEXT)"')
+    add_merge_arguments(p)
     a = p.parse_args()
     torch.set_num_threads(1)
     splits = load_splits('cmu', 'gt')
@@ -74,7 +87,7 @@ def main():
                                      'the shipped models, trained without occlusion; occlusions seeded (seed 0), the same for every model',
                          'command': f'python tools/occlusion_shipped.py --every {a.every} --hypotheses {a.hypotheses}' + (f' --models {" ".join(a.models)}' if a.models else ''),
                          'date': time.strftime('%Y-%m-%d'), 'rows': rows}}
-    if a.merge: out['occlusion'] = merge_record(json.loads(Path(a.merge).read_text())['occlusion'], out['occlusion'], lambda r: (r['model'], r['test occlusion']), a.keep_replaced_as)
+    out = merged(a, out, lambda r: (r['model'], r['test occlusion']), part='occlusion')
     Path(a.out).write_text(json.dumps(out, indent=1))
     print('wrote', a.out)
 

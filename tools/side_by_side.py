@@ -30,7 +30,7 @@ from diffhpe.lifting import FramewiseLifter
 from diffhpe.models import sampling_for
 from diffhpe.recipes import read_recipe, run_evaluation
 from diffhpe.wrapper import load_model
-from occlusion_shipped import hypotheses_for, merge_record  # H where hypotheses can differ (1 for MixSTE and released DiffPose)
+from occlusion_shipped import add_merge_arguments, hypotheses_for, merged  # H where hypotheses can differ (1 for MixSTE and released DiffPose)
 
 
 def fold_sequences(seqs, n_folds):
@@ -119,8 +119,7 @@ def main():
     p.add_argument('--only', nargs='*', default=None, help='labels to score (default: all)')
     p.add_argument('--keypoints', nargs='*', default=['gt', 'detected'], help='2D sources to score (default: both)')
     p.add_argument('--splits', nargs='*', default=['test', 'test-views', 'test-bodies'], help='splits to score: test, and the virtual-camera splits of VIEW_SPLITS (gt 2D only)')
-    p.add_argument('--merge', default=None, help='an earlier record whose rows this run does not replace are kept')
-    p.add_argument('--keep-replaced-as', default=None, help='with --merge: keep the rows this run replaces, as "MODEL (TEXT)"')
+    add_merge_arguments(p)
     p.add_argument('--extra', nargs='*', default=[], metavar='LABEL=FOLDER', help='more models to score beside the shipped ones: a label and a run or checkpoint folder each')
     a = p.parse_args()
     torch.set_num_threads(1)
@@ -169,7 +168,7 @@ def main():
                command='python tools/side_by_side.py ' + ' '.join(f'--{k.replace("_", "-")} ' + (' '.join(repr(x) for x in v) if isinstance(v, list) else str(v))
                                                     for k, v in vars(a).items() if v not in (None, [])),
                date=time.strftime('%Y-%m-%d'), seconds=round(time.time() - t0), rows=rows)
-    if a.merge: out = merge_record(json.loads(Path(a.merge).read_text()), out, lambda r: (r['split'], r['keypoints'], r['model']), a.keep_replaced_as)
+    out = merged(a, out, lambda r: (r['split'], r['keypoints'], r['model']))
     out['rows'] = in_table_order(out['rows'], list(models) + [gmm])
     Path(a.out).write_text(json.dumps(out, indent=1))
     print('wrote', a.out)

@@ -26,7 +26,7 @@ from diffhpe.metrics import mpjpe
 from diffhpe.recipes import run_evaluation
 from diffhpe.windows import ALL_PATTERNS, h36m_to_coco
 from diffhpe.wrapper import load_model
-from occlusion_shipped import hypotheses_for, merge_record  # H where hypotheses can differ (1 for MixSTE and released DiffPose)
+from occlusion_shipped import add_merge_arguments, hypotheses_for, merged  # H where hypotheses can differ (1 for MixSTE and released DiffPose)
 
 
 def format_errors(model, seqs, H, seed=0)->dict:
@@ -47,8 +47,7 @@ def main():
     p.add_argument('--out', required=True)
     p.add_argument('--every', type=int, default=16)
     p.add_argument('--hypotheses', type=int, default=5)
-    p.add_argument('--merge', default=None, help="an earlier record: its rows of other models are kept, this run's replace theirs")
-    p.add_argument('--keep-replaced-as', default=None, help='with --merge: keep the rows this run replaces, as "MODEL (TEXT)"')
+    add_merge_arguments(p)
     a = p.parse_args()
     torch.set_num_threads(1)
     world = load_cmu_world()
@@ -77,7 +76,7 @@ def main():
                            f'each model with its own sampler settings, H={a.hypotheses} where hypotheses differ; 1 torch thread on a shared 2-core CPU.',
                command='python tools/wild_model.py ' + ' '.join(f'--{k} {" ".join(map(str, v)) if isinstance(v, list) else v}' for k, v in vars(a).items() if v is not None and k not in ('out', 'merge', 'keep_replaced_as')),
                date=time.strftime('%Y-%m-%d'), seconds=round(time.time() - t0), rows=rows)
-    if a.merge: out = merge_record(json.loads(Path(a.merge).read_text()), out, lambda r: (r['model'], r.get('split'), r.get('occlusion')), a.keep_replaced_as)
+    out = merged(a, out, lambda r: (r['model'], r.get('split'), r.get('occlusion')))
     Path(a.out).write_text(json.dumps(out, indent=1))
     print('wrote', a.out)
 
